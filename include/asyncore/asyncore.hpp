@@ -1,0 +1,10 @@
+// The whole public API of asyncore-cpp.
+#pragma once
+
+#include <asyncore/address.hpp>
+#include <asyncore/dispatcher.hpp>
+#include <asyncore/dispatcher_with_send.hpp>
+#include <asyncore/error.hpp>
+#include <asyncore/file_dispatcher.hpp>
+#include <asyncore/loop.hpp>
+#include <asyncore/socket.hpp>

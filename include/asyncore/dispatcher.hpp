@@ -1,0 +1,227 @@
+// Dispatcher: asyncore's dispatcher, a thin wrapper around a non-blocking
+// socket whose handle_*() methods the loop calls when the socket is ready.
+//
+// When callbacks fire (asyncore's rules, applied by handle_*_event()):
+//   read readiness on a listening socket  -> handle_accept() -> handle_accepted()
+//   first read or write readiness while connecting -> handle_connect(), then
+//     connected() becomes true; a failed connect raises instead (handle_error)
+//   read readiness -> handle_read(); recv() seeing EOF -> handle_close()
+//   write readiness -> handle_write()
+//   urgent (out-of-band) data -> handle_expt()
+// Handlers only ever run from loop() (or from connect() on an immediate
+// success, as in asyncore), on the loop's thread, and never for a channel
+// that has been closed, even when it was closed earlier in the same pass.
+//
+// Errors: socket failures raise std::system_error with the errno. Inside a
+// handler, the disconnect errnos (see is_disconnect_errno()) become
+// handle_close(); any other exception goes to handle_error(), whose default
+// logs one line and closes this channel only. ExitNow leaves loop().
+//
+// Ownership: a dispatcher created with make<T>() is owned by its map and is
+// destroyed after close(), once none of its handlers is on the stack. A
+// dispatcher may also live on the stack or as a member: then the map only
+// points at it, and its destructor closes it.
+#pragma once
+
+#include <cstddef>
+#include <exception>
+#include <memory>
+#include <optional>
+#include <set>
+#include <span>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+
+#include <asyncore/address.hpp>
+#include <asyncore/loop.hpp>
+#include <asyncore/socket.hpp>
+
+namespace asyncore {
+
+/// A connection taken from a listening socket by Dispatcher::accept().
+struct Accepted {
+    Socket sock;   ///< the new connection, non-blocking, owned by whoever takes it
+    Address addr;  ///< the peer's address
+};
+
+class Dispatcher {
+  public:
+    /// A dispatcher without a socket yet; call create_socket() or set_socket().
+    explicit Dispatcher(ChannelMap& map = socket_map());
+    /// Wraps an existing socket (typically one from handle_accepted()). It is
+    /// made non-blocking and added to the map. connected() is true unless the
+    /// socket is not connected (getpeername gives ENOTCONN or EINVAL); any
+    /// other getpeername failure removes it from the map and throws.
+    explicit Dispatcher(Socket sock, ChannelMap& map = socket_map());
+    /// Closes the socket if still open. No handler runs.
+    virtual ~Dispatcher();
+    Dispatcher(const Dispatcher&) = delete;
+    Dispatcher& operator=(const Dispatcher&) = delete;
+
+    // -- Socket operations (asyncore's names). Throw std::system_error.
+
+    /// Creates a non-blocking socket (defaults: AF_INET, SOCK_STREAM) and adds it to the map.
+    void create_socket(int family, int type);
+    void create_socket();
+    /// Adopts `sock` as this channel's socket and adds it to the map.
+    void set_socket(Socket sock);
+    /// Sets SO_REUSEADDR; errors are ignored, as in asyncore.
+    void set_reuse_addr();
+    /// Binds the socket; addr() becomes `address`.
+    void bind(const Address& address);
+    /// Starts listening; accepting() becomes true.
+    void listen(int backlog);
+    /// Starts a connection. connecting() is true until the first readiness
+    /// event, which runs handle_connect_event(). An immediate success runs
+    /// handle_connect_event() before returning; an immediate failure throws.
+    void connect(const Address& address);
+    /// Takes one pending connection. Empty when there is none (EAGAIN) or it
+    /// was aborted (ECONNABORTED). Out of descriptors (EMFILE, ENFILE) or
+    /// memory: logs it, pauses accepting for a short while, and returns empty;
+    /// the listener stays open and accepting resumes by itself.
+    std::optional<Accepted> accept();
+    /// Sends what the socket takes now and returns the byte count: 0 when it
+    /// would block. A disconnect errno calls handle_close() and returns 0.
+    std::size_t send(std::string_view data);
+    /// Receives up to `buffer_size` bytes. EOF or a disconnect errno calls
+    /// handle_close() and returns an empty string. Throws std::system_error
+    /// with EAGAIN when nothing is ready (asyncore's BlockingIOError).
+    std::string recv(std::size_t buffer_size);
+    /// recv() into caller memory; returns the byte count, 0 meaning closed
+    /// (handle_close() was called). Same errors as recv().
+    std::size_t recv_into(std::span<char> buffer);
+    /// Closes the socket and removes the channel from the map. Safe to call
+    /// twice and from any handler, including another channel's.
+    virtual void close();
+    /// Adds this channel to its map (done by set_socket()).
+    void add_channel();
+    /// Removes this channel from its map without closing the socket.
+    void del_channel();
+
+    // -- State.
+
+    bool connected() const noexcept { return connected_; }
+    bool accepting() const noexcept { return accepting_; }
+    bool connecting() const noexcept { return connecting_; }
+    /// The address given to bind() or connect(), or the peer of an accepted socket.
+    const Address& addr() const noexcept { return addr_; }
+    /// The socket's own address (getsockname), e.g. to learn an ephemeral port.
+    Address local_address() const;
+    /// The descriptor, or -1 when there is none.
+    int fileno() const noexcept { return fd_; }
+    ChannelMap& map() const noexcept { return *map_; }
+    /// asyncore's repr: "<EchoHandler connected 127.0.0.1:5000 at 0x55d0c0>".
+    std::string repr() const;
+
+    // -- Interest. Evaluated after this channel ran a handler or had a method
+    //    called (or for every channel each pass with ChannelMap::set_poll_all).
+
+    /// Whether read events are wanted. Default: true.
+    virtual bool readable();
+    /// Whether write events are wanted. Default: true. Ignored while
+    /// accepting(); always on while connecting().
+    virtual bool writable();
+    /// Asks the loop to evaluate readable()/writable() again before its next
+    /// wait: call it when state they depend on changed outside this channel's
+    /// own handlers and methods.
+    void rearm() noexcept;
+
+    // -- Event dispatch: asyncore's rules. Override only to change the rules.
+
+    virtual void handle_read_event();
+    virtual void handle_write_event();
+    /// Urgent data: SO_ERROR set -> handle_close(), else handle_expt().
+    virtual void handle_expt_event();
+    /// Checks SO_ERROR (nonzero: throws std::system_error), then runs
+    /// handle_connect() and only then sets connected().
+    virtual void handle_connect_event();
+
+    // -- Hooks. The defaults are asyncore's: log a warning (handle_close also closes).
+
+    virtual void handle_read();
+    virtual void handle_write();
+    virtual void handle_expt();
+    virtual void handle_connect();
+    /// Default: accept() and hand the connection to handle_accepted().
+    virtual void handle_accept();
+    /// Default: closes `sock` and logs a warning. Take ownership of `sock`
+    /// (e.g. `make<Handler>(std::move(sock))`) to keep the connection.
+    virtual void handle_accepted(Socket sock, const Address& addr);
+    virtual void handle_close();
+    /// Called with any exception a handler let escape (except ExitNow).
+    /// Default: logs "uncaptured exception, closing channel <repr> (<type>:
+    /// <what>)" as an 'error' and calls handle_close().
+    virtual void handle_error(std::exception_ptr error);
+
+    // -- Logging.
+
+    /// Writes "log: MESSAGE" to stderr.
+    virtual void log(std::string_view message);
+    /// Prints "TYPE: MESSAGE" to stdout unless TYPE is ignored.
+    virtual void log_info(std::string_view message, std::string_view type = "info");
+    /// The log_info types that are not printed. Default: {"warning"}.
+    void set_ignore_log_types(std::set<std::string, std::less<>> types);
+    bool log_type_ignored(std::string_view type) const;
+
+    // -- Ownership.
+
+    /// Hands `d` to its map (see make()). If it is already closed it is
+    /// destroyed at the end of the current pass.
+    static void adopt(std::unique_ptr<Dispatcher> d);
+    /// True if the map owns this dispatcher.
+    bool owned_by_map() const noexcept { return owned_; }
+
+  protected:
+    /// Adopts a descriptor that is not a socket (FileDispatcher): send() and
+    /// recv() use write() and read(), and no urgent data is watched.
+    void set_file(Socket fd);
+    /// Marks the connection state; for subclasses that complete a handshake
+    /// of their own.
+    void set_connected(bool on) noexcept { connected_ = on; }
+
+  private:
+    void adopt_descriptor(Socket sock, bool is_socket);
+    std::size_t raw_send(const char* data, std::size_t len, bool& closed);
+    void pause_accepting(int err);
+
+    ChannelMap* map_;
+    int fd_ = -1;
+    bool is_socket_ = true;
+    bool connected_ = false;
+    bool accepting_ = false;
+    bool connecting_ = false;
+    bool owned_ = false;
+    bool accept_paused_ = false;
+    bool closed_ = false;  ///< close() ran and no socket was set since
+    Address addr_;
+    std::unique_ptr<std::set<std::string, std::less<>>> ignore_log_types_;
+
+    friend struct detail::MapCore;
+};
+
+/// Creates a dispatcher owned by its map: asyncore's "create it in
+/// handle_accepted() and forget it". The reference stays valid until the
+/// dispatcher is closed and the pass that closed it ends.
+template <class T, class... Args>
+T& make(Args&&... args) {
+    static_assert(std::is_base_of_v<Dispatcher, T>, "make<T>: T must derive from Dispatcher");
+    auto owned = std::make_unique<T>(std::forward<Args>(args)...);
+    T& ref = *owned;
+    Dispatcher::adopt(std::move(owned));
+    return ref;
+}
+
+// asyncore's module-level helpers: run one event on `d` with the loop's error
+// routing (disconnect errnos -> handle_close(), other exceptions ->
+// handle_error(), ExitNow propagates).
+
+void read(Dispatcher& d);
+void write(Dispatcher& d);
+void exception(Dispatcher& d);
+/// Dispatches poll(2) revents: POLLIN read, POLLOUT write, POLLPRI urgent,
+/// POLLHUP/POLLERR/POLLNVAL close. Stops once `d` is closed.
+void readwrite(Dispatcher& d, int poll_flags);
+
+}  // namespace asyncore

@@ -1,0 +1,138 @@
+// The inside of a ChannelMap: the libevent base, the fd -> channel slots,
+// the dirty list that keeps each pass O(active), timers and the wake-up.
+// Private to lib/: public headers never see libevent.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include <event2/event.h>
+
+#include <asyncore/loop.hpp>
+
+namespace asyncore {
+class Dispatcher;
+}
+
+namespace asyncore::detail {
+
+/// One watched descriptor: the channel and its two persistent libevent
+/// events. Read and write interest are separate events so that turning
+/// write interest on after a short write is a single epoll_ctl.
+struct Slot {
+    Dispatcher* channel = nullptr;
+    event* read_ev = nullptr;
+    event* write_ev = nullptr;
+    std::uint32_t generation = 0;  ///< bumped on every add, to spot stale urgent events
+    bool want_read = false;        ///< read_ev is added
+    bool want_write = false;       ///< write_ev is added
+    bool dirty = false;            ///< queued for an interest check
+};
+
+/// A call_later() entry. Pending timers are kept alive by the map through
+/// `self`; handles share ownership.
+struct Timer {
+    MapCore* core = nullptr;
+    event* ev = nullptr;
+    std::function<void()> fn;
+    Duration delay{};
+    bool done = false;  ///< ran or cancelled
+    std::shared_ptr<Timer> self;
+    ~Timer();
+};
+
+struct MapCore {
+    explicit MapCore(ChannelMap& owner);
+    ~MapCore();
+
+    // -- Channels.
+    void add(Dispatcher& d, int fd);
+    void remove(int fd) noexcept;
+    void mark_dirty(int fd) noexcept;
+    Dispatcher* find(int fd) const noexcept {
+        return fd >= 0 && static_cast<std::size_t>(fd) < slots.size() ? slots[fd].channel : nullptr;
+    }
+
+    // -- Ownership (make<T>).
+    void adopt(std::unique_ptr<Dispatcher> d);
+    void bury(Dispatcher& d) noexcept;  ///< an owned dispatcher was closed
+    void flush_graveyard() noexcept;
+
+    // -- The pass.
+    void run_pass(Duration timeout);
+    void refresh_interest();
+    void update_interest(Slot& s);
+    void dispatch(int fd, int poll_flags) noexcept;
+    void drain_urgent() noexcept;
+    void run_posted() noexcept;
+    /// Runs `fn`, routing exceptions: ExitNow is kept to be rethrown by
+    /// run_pass(), anything else is logged with `what`.
+    void guarded(const char* what, const std::function<void()>& fn) noexcept;
+    void request_exit(std::exception_ptr e) noexcept;
+
+    // -- Timers.
+    TimerHandle schedule(Duration delay, std::function<void()> fn);
+    void arm(Timer& t);
+    void cancel(Timer& t) noexcept;
+
+    bool has_work() const noexcept {
+        return channel_count > 0 || pending_timers > 0 || live_tasks > 0 ||
+               posted_count.load(std::memory_order_acquire) > 0;
+    }
+
+    ChannelMap& owner;
+    event_base* base = nullptr;
+    std::vector<Slot> slots;
+    std::size_t channel_count = 0;
+    std::vector<int> dirty;
+    bool poll_all = false;
+    LoopStats stats;
+
+    std::unordered_map<Dispatcher*, std::unique_ptr<Dispatcher>> owned;
+    std::vector<std::unique_ptr<Dispatcher>> graveyard;
+    std::vector<event*> dead_events;  ///< freed after the pass, never inside a callback
+
+    std::size_t pending_timers = 0;
+    std::unordered_set<Timer*> timers;  ///< every live Timer, so the map can outlive none
+    void drop_timers() noexcept;
+
+    /// Tasks alive on this map (the task layer counts them; loop() waits for them).
+    std::size_t live_tasks = 0;
+
+    std::mutex post_mutex;
+    std::vector<std::function<void()>> posted;
+    std::atomic<std::size_t> posted_count{0};
+    int wake_fd = -1;
+    event* wake_ev = nullptr;
+
+    /// Urgent (out-of-band) data: libevent 2.1 cannot watch EPOLLPRI, so
+    /// sockets are also registered, edge-triggered, in a second epoll set
+    /// whose descriptor libevent watches for reading.
+    int urgent_fd = -1;
+    event* urgent_ev = nullptr;
+
+    event* pass_timer = nullptr;
+    std::chrono::steady_clock::time_point pass_deadline{};
+
+    std::exception_ptr exit_request;  ///< an ExitNow caught in a callback, rethrown by run_pass()
+};
+
+/// The map a dispatcher or task belongs to, as the library sees it.
+inline MapCore& core_of(ChannelMap& m) noexcept {
+    return m.core();
+}
+
+/// "TYPE: what()" for an exception, with the type name demangled.
+std::string describe_exception(std::exception_ptr e);
+/// The demangled dynamic type name of an object.
+std::string type_name(const std::type_info& t);
+
+}  // namespace asyncore::detail

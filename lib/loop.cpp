@@ -1,0 +1,450 @@
+// ChannelMap and loop(): one libevent base per map, one pass per loop()
+// iteration, handlers called straight from the event callbacks.
+
+#include <asyncore/dispatcher.hpp>
+#include <asyncore/error.hpp>
+#include <asyncore/loop.hpp>
+
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <poll.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+
+#include "detail/map_core.hpp"
+
+namespace asyncore {
+namespace detail {
+namespace {
+
+timeval to_timeval(Duration d) {
+    auto usec = std::chrono::duration_cast<std::chrono::microseconds>(d).count();
+    if (usec < 0) usec = 0;
+    return timeval{static_cast<time_t>(usec / 1000000), static_cast<suseconds_t>(usec % 1000000)};
+}
+
+void on_io(evutil_socket_t fd, short what, void* arg) {
+    int flags = 0;
+    if (what & EV_READ) flags |= POLLIN;
+    if (what & EV_WRITE) flags |= POLLOUT;
+    static_cast<MapCore*>(arg)->dispatch(fd, flags);
+}
+
+void on_wake(evutil_socket_t fd, short, void* arg) {
+    std::uint64_t n;
+    while (::read(fd, &n, sizeof n) > 0) {
+    }
+    static_cast<MapCore*>(arg)->run_posted();
+}
+
+void on_urgent(evutil_socket_t, short, void* arg) {
+    static_cast<MapCore*>(arg)->drain_urgent();
+}
+
+// The pass timer only ends a pass's wait; it has no work of its own.
+void on_pass_timeout(evutil_socket_t, short, void*) {}
+
+event_base* new_base() {
+    // Python ignores SIGPIPE at start-up so that writing to a closed pipe is
+    // EPIPE (a handle_close) rather than death; we do the same unless the
+    // program installed its own disposition.
+    struct sigaction old {};
+    if (::sigaction(SIGPIPE, nullptr, &old) == 0 && old.sa_handler == SIG_DFL) {
+        std::signal(SIGPIPE, SIG_IGN);
+    }
+    event_config* cfg = event_config_new();
+    // Only epoll delivers O(active) waits; refuse the O(n) backends.
+    event_config_avoid_method(cfg, "select");
+    event_config_avoid_method(cfg, "poll");
+    event_base* b = event_base_new_with_config(cfg);
+    event_config_free(cfg);
+    if (b == nullptr) throw_errno(errno ? errno : ENOMEM, "event_base_new");
+    return b;
+}
+
+}  // namespace
+
+MapCore::MapCore(ChannelMap& o) : owner(o), base(new_base()) {
+    wake_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    urgent_fd = ::epoll_create1(EPOLL_CLOEXEC);
+    if (wake_fd < 0 || urgent_fd < 0) {
+        int err = errno;
+        if (wake_fd >= 0) ::close(wake_fd);
+        if (urgent_fd >= 0) ::close(urgent_fd);
+        event_base_free(base);
+        throw_errno(err, "ChannelMap");
+    }
+    wake_ev = event_new(base, wake_fd, EV_READ | EV_PERSIST, on_wake, this);
+    urgent_ev = event_new(base, urgent_fd, EV_READ | EV_PERSIST, on_urgent, this);
+    pass_timer = evtimer_new(base, on_pass_timeout, this);
+    event_add(wake_ev, nullptr);
+    event_add(urgent_ev, nullptr);
+}
+
+MapCore::~MapCore() {
+    drop_timers();
+    for (Slot& s : slots) {
+        if (s.read_ev) event_free(s.read_ev);
+        if (s.write_ev) event_free(s.write_ev);
+    }
+    for (event* ev : dead_events)
+        event_free(ev);
+    event_free(wake_ev);
+    event_free(urgent_ev);
+    event_free(pass_timer);
+    ::close(wake_fd);
+    ::close(urgent_fd);
+    event_base_free(base);
+}
+
+// -- Channels -----------------------------------------------------------------
+
+void MapCore::add(Dispatcher& d, int fd) {
+    if (fd < 0) throw_errno(EBADF, "add_channel");
+    if (static_cast<std::size_t>(fd) >= slots.size()) slots.resize(fd + 64);
+    Slot& s = slots[fd];
+    if (s.channel == &d) return;
+    if (s.channel != nullptr) remove(fd);
+    s.channel = &d;
+    s.generation++;
+    s.read_ev = event_new(base, fd, EV_READ | EV_PERSIST, on_io, this);
+    s.write_ev = event_new(base, fd, EV_WRITE | EV_PERSIST, on_io, this);
+    if (s.read_ev == nullptr || s.write_ev == nullptr) {
+        remove(fd);
+        throw_errno(ENOMEM, "add_channel");
+    }
+    ++channel_count;
+    if (d.is_socket_) {
+        epoll_event ev{};
+        ev.events = EPOLLPRI | EPOLLET;
+        ev.data.u64 = (static_cast<std::uint64_t>(s.generation) << 32) | static_cast<unsigned>(fd);
+        // A failure only costs urgent-data notification for this channel.
+        (void)::epoll_ctl(urgent_fd, EPOLL_CTL_ADD, fd, &ev);
+    }
+    mark_dirty(fd);
+}
+
+void MapCore::remove(int fd) noexcept {
+    if (fd < 0 || static_cast<std::size_t>(fd) >= slots.size()) return;
+    Slot& s = slots[fd];
+    if (s.channel == nullptr) return;
+    if (s.channel->is_socket_) (void)::epoll_ctl(urgent_fd, EPOLL_CTL_DEL, fd, nullptr);
+    // event_del() also drops an activation already queued for this pass:
+    // that is what keeps a closed channel from seeing another callback.
+    for (event** ev : {&s.read_ev, &s.write_ev}) {
+        if (*ev == nullptr) continue;
+        event_del(*ev);
+        dead_events.push_back(*ev);
+        *ev = nullptr;
+    }
+    s.channel = nullptr;
+    s.want_read = s.want_write = false;
+    s.dirty = false;
+    --channel_count;
+}
+
+void MapCore::mark_dirty(int fd) noexcept {
+    if (fd < 0 || static_cast<std::size_t>(fd) >= slots.size()) return;
+    Slot& s = slots[fd];
+    if (s.dirty || s.channel == nullptr) return;
+    s.dirty = true;
+    dirty.push_back(fd);
+}
+
+// -- Interest -----------------------------------------------------------------
+
+// Only channels that ran a handler or had a method called are asked again:
+// with 10,000 idle connections a pass still costs what its active ones do.
+void MapCore::refresh_interest() {
+    if (poll_all) {
+        for (std::size_t fd = 0; fd < slots.size(); ++fd) {
+            if (slots[fd].channel != nullptr) update_interest(slots[fd]);
+        }
+        for (int fd : dirty)
+            slots[fd].dirty = false;
+        dirty.clear();
+        return;
+    }
+    // Handlers run from readable()/writable() may dirty more channels; they
+    // are checked on the next pass.
+    std::vector<int> batch;
+    batch.swap(dirty);
+    for (int fd : batch) {
+        Slot& s = slots[fd];
+        if (!s.dirty) continue;
+        s.dirty = false;
+        if (s.channel != nullptr) update_interest(s);
+    }
+    batch.clear();
+    if (dirty.empty()) dirty.swap(batch);  // keep the capacity
+}
+
+void MapCore::update_interest(Slot& s) {
+    Dispatcher& d = *s.channel;
+    int fd = d.fd_;
+    bool want_read = false;
+    bool want_write = false;
+    ++stats.interest_checks;
+    try {
+        want_read = !d.accept_paused_ && d.readable();
+        want_write = !d.accepting_ && (d.connecting_ || d.writable());
+    } catch (const ExitNow&) {
+        request_exit(std::current_exception());
+        return;
+    } catch (...) {
+        auto error = std::current_exception();
+        try {
+            d.handle_error(error);
+        } catch (const ExitNow&) {
+            request_exit(std::current_exception());
+        } catch (...) {
+            guarded("close", [&] { d.close(); });
+        }
+        return;
+    }
+    if (find(fd) != &d) return;  // closed by readable()/writable()
+    if (want_read != s.want_read) {
+        s.want_read = want_read;
+        ++stats.interest_changes;
+        if (want_read ? event_add(s.read_ev, nullptr) : event_del(s.read_ev)) {
+            s.want_read = false;
+            d.log_info("cannot watch descriptor " + std::to_string(fd), "error");
+        }
+    }
+    if (want_write != s.want_write) {
+        s.want_write = want_write;
+        ++stats.interest_changes;
+        if (want_write ? event_add(s.write_ev, nullptr) : event_del(s.write_ev)) {
+            s.want_write = false;
+            d.log_info("cannot watch descriptor " + std::to_string(fd), "error");
+        }
+    }
+}
+
+// -- Dispatch -----------------------------------------------------------------
+
+void MapCore::dispatch(int fd, int poll_flags) noexcept {
+    Dispatcher* d = find(fd);
+    if (d == nullptr) return;
+    try {
+        readwrite(*d, poll_flags);
+    } catch (const ExitNow&) {
+        request_exit(std::current_exception());
+    } catch (...) {
+        // Only close() failing inside the error routing gets here.
+        std::fprintf(stderr, "error: %s\n", describe_exception(std::current_exception()).c_str());
+    }
+    mark_dirty(fd);
+}
+
+void MapCore::drain_urgent() noexcept {
+    epoll_event events[64];
+    int n = ::epoll_wait(urgent_fd, events, 64, 0);
+    for (int i = 0; i < n; ++i) {
+        if (!(events[i].events & EPOLLPRI)) continue;
+        int fd = static_cast<int>(events[i].data.u64 & 0xffffffffu);
+        auto generation = static_cast<std::uint32_t>(events[i].data.u64 >> 32);
+        if (find(fd) == nullptr || slots[fd].generation != generation) continue;
+        // As asyncore, urgent data is reported only to channels being polled.
+        if (!slots[fd].want_read && !slots[fd].want_write) continue;
+        dispatch(fd, POLLPRI);
+    }
+}
+
+void MapCore::request_exit(std::exception_ptr e) noexcept {
+    if (!exit_request) exit_request = std::move(e);
+    event_base_loopbreak(base);
+}
+
+void MapCore::guarded(const char* what, const std::function<void()>& fn) noexcept {
+    try {
+        fn();
+    } catch (const ExitNow&) {
+        request_exit(std::current_exception());
+    } catch (...) {
+        std::fprintf(stderr, "error: uncaptured exception in %s (%s)\n", what,
+                     describe_exception(std::current_exception()).c_str());
+    }
+}
+
+// -- Posting ------------------------------------------------------------------
+
+void MapCore::run_posted() noexcept {
+    std::vector<std::function<void()>> batch;
+    {
+        std::lock_guard lock(post_mutex);
+        batch.swap(posted);
+    }
+    for (auto& fn : batch) {
+        guarded("posted function", fn);
+        posted_count.fetch_sub(1, std::memory_order_acq_rel);
+    }
+}
+
+// -- The pass -----------------------------------------------------------------
+
+void MapCore::run_pass(Duration timeout) {
+    refresh_interest();
+    ++stats.passes;
+    int flags = EVLOOP_ONCE;
+    if (timeout <= Duration::zero()) {
+        flags = EVLOOP_NONBLOCK;
+    } else {
+        // The pass timer is re-armed only when it would end this wait too
+        // late, so a busy loop does not touch the timer heap on every pass.
+        auto now = std::chrono::steady_clock::now();
+        auto deadline =
+            now + std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout);
+        if (!evtimer_pending(pass_timer, nullptr) || deadline < pass_deadline) {
+            timeval tv = to_timeval(timeout);
+            evtimer_add(pass_timer, &tv);
+            pass_deadline = deadline;
+        }
+    }
+    event_base_loop(base, flags);
+    flush_graveyard();
+    if (exit_request) std::rethrow_exception(std::exchange(exit_request, nullptr));
+}
+
+// -- Ownership ----------------------------------------------------------------
+
+void MapCore::adopt(std::unique_ptr<Dispatcher> d) {
+    Dispatcher* raw = d.get();
+    raw->owned_ = true;
+    if (raw->closed_) {
+        graveyard.push_back(std::move(d));
+        return;
+    }
+    owned.emplace(raw, std::move(d));
+}
+
+void MapCore::bury(Dispatcher& d) noexcept {
+    auto it = owned.find(&d);
+    if (it == owned.end()) return;
+    graveyard.push_back(std::move(it->second));
+    owned.erase(it);
+}
+
+void MapCore::flush_graveyard() noexcept {
+    while (!graveyard.empty()) {
+        // Destructors may close (and bury) other dispatchers.
+        auto batch = std::move(graveyard);
+        graveyard.clear();
+        batch.clear();
+    }
+    for (event* ev : dead_events)
+        event_free(ev);
+    dead_events.clear();
+}
+
+}  // namespace detail
+
+// -- ChannelMap ---------------------------------------------------------------
+
+ChannelMap::ChannelMap() : core_(std::make_unique<detail::MapCore>(*this)) {}
+
+ChannelMap::~ChannelMap() {
+    try {
+        close_all(*this, true);
+    } catch (...) {
+    }
+    // Owned dispatchers that never had a socket are still here.
+    auto owned = std::move(core_->owned);
+    owned.clear();
+    core_->flush_graveyard();
+}
+
+std::size_t ChannelMap::size() const noexcept {
+    return core_->channel_count;
+}
+
+Dispatcher* ChannelMap::find(int fd) const noexcept {
+    return core_->find(fd);
+}
+
+std::vector<Dispatcher*> ChannelMap::channels() const {
+    std::vector<Dispatcher*> out;
+    out.reserve(core_->channel_count);
+    for (const detail::Slot& s : core_->slots) {
+        if (s.channel != nullptr) out.push_back(s.channel);
+    }
+    return out;
+}
+
+bool ChannelMap::has_work() const noexcept {
+    return core_->has_work();
+}
+
+void ChannelMap::run_pass(Duration timeout) {
+    core_->run_pass(timeout);
+}
+
+void ChannelMap::set_poll_all(bool on) noexcept {
+    core_->poll_all = on;
+}
+
+bool ChannelMap::poll_all() const noexcept {
+    return core_->poll_all;
+}
+
+TimerHandle ChannelMap::call_later(Duration delay, std::function<void()> fn) {
+    return core_->schedule(delay, std::move(fn));
+}
+
+void ChannelMap::post(std::function<void()> fn) {
+    bool was_empty;
+    {
+        std::lock_guard lock(core_->post_mutex);
+        was_empty = core_->posted.empty();
+        core_->posted.push_back(std::move(fn));
+        core_->posted_count.fetch_add(1, std::memory_order_acq_rel);
+    }
+    // One wake-up per batch: later posts find the queue non-empty.
+    if (was_empty) {
+        std::uint64_t one = 1;
+        (void)!::write(core_->wake_fd, &one, sizeof one);
+    }
+}
+
+const LoopStats& ChannelMap::stats() const noexcept {
+    return core_->stats;
+}
+
+ChannelMap& socket_map() {
+    thread_local ChannelMap map;
+    return map;
+}
+
+void loop(Duration timeout, ChannelMap& map, std::optional<std::size_t> count) {
+    if (!count) {
+        while (map.has_work())
+            map.run_pass(timeout);
+        return;
+    }
+    for (std::size_t n = 0; n < *count && map.has_work(); ++n)
+        map.run_pass(timeout);
+}
+
+void close_all(ChannelMap& map, bool ignore_all) {
+    for (Dispatcher* d : map.channels()) {
+        try {
+            d->close();
+        } catch (const std::system_error& e) {
+            if (e.code().value() != EBADF && !ignore_all) throw;
+        } catch (const ExitNow&) {
+            throw;
+        } catch (...) {
+            if (!ignore_all) throw;
+        }
+    }
+}
+
+TimerHandle call_later(Duration delay, std::function<void()> fn) {
+    return socket_map().call_later(delay, std::move(fn));
+}
+
+}  // namespace asyncore

@@ -1,0 +1,119 @@
+// call_later(): timers on the map's libevent base (a min-heap), with
+// python-astm's cancel/reset/delay contract.
+
+#include <asyncore/loop.hpp>
+
+#include <stdexcept>
+
+#include "detail/map_core.hpp"
+
+namespace asyncore {
+namespace detail {
+namespace {
+
+void on_timer(evutil_socket_t, short, void* arg) {
+    auto* t = static_cast<Timer*>(arg);
+    // The map's reference is dropped before the call so that a timer that
+    // reschedules itself from fn() sees a consistent state; `keep` holds the
+    // object until fn returns.
+    std::shared_ptr<Timer> keep = std::move(t->self);
+    MapCore* core = t->core;
+    t->done = true;
+    --core->pending_timers;
+    auto fn = std::move(t->fn);
+    core->guarded("call_later callback", fn);
+}
+
+timeval to_timeval(Duration d) {
+    auto usec = std::chrono::duration_cast<std::chrono::microseconds>(d).count();
+    return timeval{static_cast<time_t>(usec / 1000000), static_cast<suseconds_t>(usec % 1000000)};
+}
+
+void check_delay(Duration d) {
+    if (d < Duration::zero()) throw std::invalid_argument("call_later: negative delay");
+}
+
+Timer& live(const std::shared_ptr<Timer>& t, const char* op) {
+    if (!t) throw std::logic_error(std::string("TimerHandle::") + op + ": empty handle");
+    if (t->done || t->core == nullptr) {
+        throw std::logic_error(std::string("TimerHandle::") + op + ": already cancelled");
+    }
+    return *t;
+}
+
+}  // namespace
+
+TimerHandle MapCore::schedule(Duration delay, std::function<void()> fn) {
+    check_delay(delay);
+    auto t = std::make_shared<Timer>();
+    t->core = this;
+    t->fn = std::move(fn);
+    t->delay = delay;
+    t->ev = evtimer_new(base, on_timer, t.get());
+    if (t->ev == nullptr) throw std::bad_alloc();
+    timers.insert(t.get());
+    t->self = t;
+    ++pending_timers;
+    arm(*t);
+    return TimerHandle(std::move(t));
+}
+
+void MapCore::arm(Timer& t) {
+    timeval tv = to_timeval(t.delay);
+    evtimer_add(t.ev, &tv);
+}
+
+void MapCore::cancel(Timer& t) noexcept {
+    evtimer_del(t.ev);
+    t.done = true;
+    t.fn = nullptr;
+    --pending_timers;
+    t.self.reset();  // may destroy t if no handle is left
+}
+
+// The event belongs to the timer for its whole life, even after it ran, so
+// that reset() after the call ran is a clean error rather than a dangling event.
+Timer::~Timer() {
+    if (core != nullptr) {
+        core->timers.erase(this);
+        event_free(ev);
+    }
+}
+
+void MapCore::drop_timers() noexcept {
+    auto all = std::move(timers);
+    timers.clear();
+    std::vector<std::shared_ptr<Timer>> keep;
+    for (Timer* t : all) {
+        event_free(t->ev);
+        t->ev = nullptr;
+        t->core = nullptr;
+        t->done = true;
+        if (t->self) keep.push_back(std::move(t->self));
+    }
+}
+
+}  // namespace detail
+
+void TimerHandle::cancel() {
+    detail::Timer& t = detail::live(timer_, "cancel");
+    t.core->cancel(t);
+}
+
+void TimerHandle::reset() {
+    detail::Timer& t = detail::live(timer_, "reset");
+    t.core->arm(t);
+}
+
+void TimerHandle::delay(Duration seconds) {
+    detail::Timer& t = detail::live(timer_, "delay");
+    detail::check_delay(seconds);
+    t.delay = seconds;
+    t.core->arm(t);
+}
+
+bool TimerHandle::cancelled() const noexcept {
+    return !timer_ || timer_->done;
+}
+
+}  // namespace asyncore
