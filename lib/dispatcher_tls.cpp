@@ -55,47 +55,9 @@ void raise_session_error(Dispatcher& d, const TlsSession& s) {
     throw s.error();
 }
 
-}  // namespace
-
-std::size_t DispatcherTls::send(Dispatcher& d, std::string_view data) {
-    TlsChannel& t = *d.tls_;
-    if (!t.session.established() || data.empty()) return 0;
-    TlsResult r = t.session.write(std::span<const char>(data.data(), data.size()));
-    switch (r.status) {
-        case TlsStatus::done:
-            return r.bytes;
-        case TlsStatus::want_write:
-            return 0;
-        case TlsStatus::want_read:
-            t.write_wants_read = true;
-            return 0;
-        case TlsStatus::closed:
-        case TlsStatus::eof:
-            d.handle_close();
-            return 0;
-        case TlsStatus::error:
-            raise_session_error(d, t.session);
-            return 0;
-    }
-    return 0;
-}
-
-std::size_t DispatcherTls::recv_into(Dispatcher& d, std::span<char> buffer) {
-    TlsChannel& t = *d.tls_;
-    if (buffer.empty()) return 0;
-    if (!t.session.established()) throw_errno(EAGAIN, "recv");
-    TlsResult r = t.session.read(buffer);
-    switch (r.status) {
-        case TlsStatus::done:
-            t.read_progress = true;
-            return r.bytes;
-        case TlsStatus::want_read:
-            t.read_progress = false;
-            throw_errno(EAGAIN, "recv");
-        case TlsStatus::want_write:
-            t.read_wants_write = true;
-            d.rearm();
-            throw_errno(EAGAIN, "recv");
+// What recv_into() does when a read brought nothing.
+std::size_t read_failure(Dispatcher& d, TlsChannel& t, TlsStatus status) {
+    switch (status) {
         case TlsStatus::closed:
             d.handle_close();
             return 0;
@@ -104,8 +66,72 @@ std::size_t DispatcherTls::recv_into(Dispatcher& d, std::span<char> buffer) {
         case TlsStatus::error:
             raise_session_error(d, t.session);
             return 0;
+        case TlsStatus::want_read:
+        case TlsStatus::want_write:
+        case TlsStatus::done:
+            break;
     }
-    return 0;
+    throw_errno(EAGAIN, "recv");
+}
+
+}  // namespace
+
+// With partial writes on, SSL_write stops after each record (16 KiB); keep
+// writing until the socket is full so a large send costs no extra passes.
+// The bytes of a record left pending on want_write are the first of what
+// the caller passes again, since we report them unsent.
+std::size_t DispatcherTls::send(Dispatcher& d, std::string_view data) {
+    TlsChannel& t = *d.tls_;
+    if (!t.session.established()) return 0;
+    std::size_t sent = 0;
+    while (sent < data.size()) {
+        TlsResult r =
+            t.session.write(std::span<const char>(data.data() + sent, data.size() - sent));
+        switch (r.status) {
+            case TlsStatus::done:
+                sent += r.bytes;
+                continue;
+            case TlsStatus::want_write:
+                return sent;
+            case TlsStatus::want_read:
+                t.write_wants_read = true;
+                return sent;
+            case TlsStatus::closed:
+            case TlsStatus::eof:
+                d.handle_close();
+                return 0;
+            case TlsStatus::error:
+                raise_session_error(d, t.session);
+                return 0;
+        }
+    }
+    return sent;
+}
+
+std::size_t DispatcherTls::recv_into(Dispatcher& d, std::span<char> buffer) {
+    TlsChannel& t = *d.tls_;
+    if (buffer.empty()) return 0;
+    if (!t.session.established()) throw_errno(EAGAIN, "recv");
+    std::size_t got = 0;
+    // SSL_read stops at a record's end: go on while whole records may sit in
+    // OpenSSL's read-ahead buffer. A status met after some bytes is returned
+    // by the next call (wants are retried, failures are sticky).
+    for (;;) {
+        TlsResult r = t.session.read(buffer.subspan(got));
+        if (r.status == TlsStatus::done) {
+            t.read_progress = true;
+            got += r.bytes;
+            if (got < buffer.size() && t.session.has_buffered_input()) continue;
+            return got;
+        }
+        if (r.status == TlsStatus::want_read) t.read_progress = false;
+        if (r.status == TlsStatus::want_write) {
+            t.read_wants_write = true;
+            d.rearm();
+        }
+        if (got > 0) return got;
+        return read_failure(d, t, r.status);
+    }
 }
 
 namespace {

@@ -91,6 +91,7 @@ TlsSession::~TlsSession() {
 // was cleared first (a plain EOF leaves it untouched).
 TlsResult TlsSession::handshake() {
     if (established_) return {};
+    if (failure_ != TlsStatus::done) return {failure_};
     ERR_clear_error();
     errno = 0;
     int ret = SSL_do_handshake(ssl_);
@@ -102,6 +103,7 @@ TlsResult TlsSession::handshake() {
 }
 
 TlsResult TlsSession::read(std::span<char> buffer) {
+    if (failure_ != TlsStatus::done) return {failure_};
     ERR_clear_error();
     errno = 0;
     std::size_t n = 0;
@@ -110,6 +112,7 @@ TlsResult TlsSession::read(std::span<char> buffer) {
 }
 
 TlsResult TlsSession::peek() {
+    if (failure_ != TlsStatus::done) return {failure_};
     ERR_clear_error();
     errno = 0;
     char byte;
@@ -119,6 +122,7 @@ TlsResult TlsSession::peek() {
 }
 
 TlsResult TlsSession::write(std::span<const char> data) {
+    if (failure_ != TlsStatus::done) return {failure_};
     ERR_clear_error();
     errno = 0;
     std::size_t n = 0;
@@ -127,7 +131,7 @@ TlsResult TlsSession::write(std::span<const char> data) {
 }
 
 TlsResult TlsSession::shutdown() {
-    if (!established_ || broken_) return {};
+    if (!established_ || failure_ != TlsStatus::done) return {};
     ERR_clear_error();
     errno = 0;
     int ret = SSL_shutdown(ssl_);
@@ -149,7 +153,7 @@ TlsResult TlsSession::classify(int ret, int saved_errno) {
                 return fail(errc::tls_error, strerror_text(saved_errno), saved_errno);
             }
             if (ERR_peek_error() != 0) break;
-            broken_ = true;
+            failure_ = TlsStatus::eof;
             return {TlsStatus::eof};
         default:
             break;
@@ -158,7 +162,7 @@ TlsResult TlsSession::classify(int ret, int saved_errno) {
     int reason = ERR_GET_REASON(e);
     if (ERR_GET_LIB(e) == ERR_LIB_SSL && reason == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
         ERR_clear_error();
-        broken_ = true;
+        failure_ = TlsStatus::eof;
         return {TlsStatus::eof};
     }
     std::string text = take_openssl_error();
@@ -174,7 +178,7 @@ TlsResult TlsSession::classify(int ret, int saved_errno) {
 }
 
 TlsResult TlsSession::fail(errc code, std::string text, int sys_errno) {
-    broken_ = true;
+    failure_ = TlsStatus::error;
     error_code_ = code;
     error_text_ = std::move(text);
     sys_errno_ = sys_errno;

@@ -6,7 +6,9 @@
 // a byte count for read/write), want_read or want_write (wait for that
 // readiness, then call the same operation again), closed (the peer sent
 // close_notify), eof (the peer closed the transport without close_notify)
-// or error (error() tells which; the session is unusable afterwards). No
+// or error (error() tells which). eof and error are final: every later
+// operation returns the same status, so a caller may deliver the bytes it
+// already has and meet the failure on its next call. No
 // operation blocks, allocates per record beyond OpenSSL's own buffers, or
 // leaves anything on OpenSSL's thread-local error queue.
 #pragma once
@@ -110,7 +112,9 @@ class TlsSession {
     SSL* ssl_ = nullptr;
     bool server_;
     bool established_ = false;
-    bool broken_ = false;  ///< eof or error: no close_notify may follow
+    /// eof or error once either happened: every later operation returns it
+    /// again, and no close_notify may follow.
+    TlsStatus failure_ = TlsStatus::done;
     int sys_errno_ = 0;
     errc error_code_ = errc::tls_error;
     std::string error_text_;
