@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <string>
 
+#include "detail/dispatcher_tls.hpp"
 #include "detail/map_core.hpp"
 
 namespace asyncore {
@@ -56,6 +57,7 @@ Dispatcher::Dispatcher(Socket sock, ChannelMap& map) : map_(&map) {
 }
 
 Dispatcher::~Dispatcher() {
+    if (tls_) detail::DispatcherTls::close(*this);
     if (fd_ >= 0) {
         del_channel();
         ::close(std::exchange(fd_, -1));
@@ -178,6 +180,9 @@ std::size_t Dispatcher::raw_send(const char* data, std::size_t len, bool& closed
 
 std::size_t Dispatcher::send(std::string_view data) {
     map_->core().mark_dirty(fd_);
+    if (tls_) [[unlikely]] {
+        return detail::DispatcherTls::send(*this, data);
+    }
     bool closed = false;
     std::size_t n = raw_send(data.data(), data.size(), closed);
     if (closed) handle_close();
@@ -185,6 +190,9 @@ std::size_t Dispatcher::send(std::string_view data) {
 }
 
 std::size_t Dispatcher::recv_into(std::span<char> buffer) {
+    if (tls_) [[unlikely]] {
+        return detail::DispatcherTls::recv_into(*this, buffer);
+    }
     for (;;) {
         ssize_t n = is_socket_ ? ::recv(fd_, buffer.data(), buffer.size(), 0)
                                : ::read(fd_, buffer.data(), buffer.size());
@@ -211,6 +219,9 @@ std::string Dispatcher::recv(std::size_t buffer_size) {
 }
 
 void Dispatcher::close() {
+    if (tls_) [[unlikely]] {
+        detail::DispatcherTls::close(*this);
+    }
     connected_ = accepting_ = connecting_ = false;
     bool had_socket = fd_ >= 0;
     del_channel();
@@ -272,7 +283,9 @@ void Dispatcher::rearm() noexcept {
 // -- Event dispatch -------------------------------------------------------------
 
 void Dispatcher::handle_read_event() {
-    if (accepting_) {
+    if (tls_) [[unlikely]] {
+        detail::DispatcherTls::read_event(*this);
+    } else if (accepting_) {
         handle_accept();
     } else if (!connected_) {
         if (connecting_) handle_connect_event();
@@ -283,6 +296,9 @@ void Dispatcher::handle_read_event() {
 }
 
 void Dispatcher::handle_write_event() {
+    if (tls_) [[unlikely]] {
+        return detail::DispatcherTls::write_event(*this);
+    }
     if (accepting_) return;  // listeners never write
     if (!connected_ && connecting_) handle_connect_event();
     handle_write();

@@ -15,6 +15,7 @@
 #include <csignal>
 #include <cstdio>
 
+#include "detail/dispatcher_tls.hpp"
 #include "detail/map_core.hpp"
 
 namespace asyncore {
@@ -188,10 +189,15 @@ void MapCore::update_interest(Slot& s) {
     int fd = d.fd_;
     bool want_read = false;
     bool want_write = false;
+    bool run_read = false;
     ++stats.interest_checks;
     try {
-        want_read = !d.accept_paused_ && d.readable();
-        want_write = !d.accepting_ && (d.connecting_ || d.writable());
+        if (d.tls_) [[unlikely]] {
+            run_read = DispatcherTls::interest(d, want_read, want_write);
+        } else {
+            want_read = !d.accept_paused_ && d.readable();
+            want_write = !d.accepting_ && (d.connecting_ || d.writable());
+        }
     } catch (const ExitNow&) {
         request_exit(std::current_exception());
         return;
@@ -223,6 +229,11 @@ void MapCore::update_interest(Slot& s) {
             d.log_info("cannot watch descriptor " + std::to_string(fd), "error");
         }
     }
+    // Input OpenSSL already holds will never make the kernel report the
+    // socket readable again: queue the read callback for this pass ourselves
+    // (libevent then polls without waiting), or the data would sit there
+    // until the peer happens to send more.
+    if (run_read) event_active(s.read_ev, EV_READ, 0);
 }
 
 // -- Dispatch -----------------------------------------------------------------

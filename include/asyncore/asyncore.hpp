@@ -8,3 +8,4 @@
 #include <asyncore/file_dispatcher.hpp>
 #include <asyncore/loop.hpp>
 #include <asyncore/socket.hpp>
+#include <asyncore/tls.hpp>

@@ -40,6 +40,16 @@
 
 namespace asyncore {
 
+class TlsContext;
+namespace detail {
+struct TlsChannel;
+struct DispatcherTls;
+/// Frees a TlsChannel (defined where the type is complete, in lib/).
+struct TlsChannelDeleter {
+    void operator()(TlsChannel* t) const noexcept;
+};
+}  // namespace detail
+
 /// A connection taken from a listening socket by Dispatcher::accept().
 struct Accepted {
     Socket sock;   ///< the new connection, non-blocking, owned by whoever takes it
@@ -84,6 +94,10 @@ class Dispatcher {
     std::optional<Accepted> accept();
     /// Sends what the socket takes now and returns the byte count: 0 when it
     /// would block. A disconnect errno calls handle_close() and returns 0.
+    /// With TLS (start_tls), `data` is plaintext; 0 also while the handshake
+    /// runs, and a send() that returned 0 must be retried with the same bytes
+    /// first (as DispatcherWithSend and AsyncChat do). TLS failures throw
+    /// TlsError.
     std::size_t send(std::string_view data);
     /// Receives up to `buffer_size` bytes. EOF or a disconnect errno calls
     /// handle_close() and returns an empty string. Throws std::system_error
@@ -91,9 +105,14 @@ class Dispatcher {
     std::string recv(std::size_t buffer_size);
     /// recv() into caller memory; returns the byte count, 0 meaning closed
     /// (handle_close() was called). Same errors as recv().
+    /// With TLS, plaintext: EAGAIN also while the handshake runs or when only
+    /// part of a record arrived; the peer's close_notify calls handle_close();
+    /// an EOF without close_notify throws TlsError with errc::truncated.
     std::size_t recv_into(std::span<char> buffer);
     /// Closes the socket and removes the channel from the map. Safe to call
-    /// twice and from any handler, including another channel's.
+    /// twice and from any handler, including another channel's. With TLS, a
+    /// close_notify alert is sent first if the socket takes it at once (no
+    /// waiting).
     virtual void close();
     /// Adds this channel to its map (done by set_socket()).
     void add_channel();
@@ -114,6 +133,37 @@ class Dispatcher {
     ChannelMap& map() const noexcept { return *map_; }
     /// asyncore's repr: "<EchoHandler connected 127.0.0.1:5000 at 0x55d0c0>".
     std::string repr() const;
+
+    // -- TLS (see tls.hpp).
+
+    /// Runs TLS over this channel's connection from now on, as the server or
+    /// the client side (`server_side` must match ctx.server_side()). Call it
+    /// right after connect() or accept, or mid-connection once the plaintext
+    /// exchange is over and every plaintext byte was sent (STARTTLS).
+    ///
+    /// No I/O happens here: the loop drives the handshake on readiness
+    /// events, during which handle_read()/handle_write() are not called and
+    /// readable()/writable() are not consulted. When it completes,
+    /// handle_tls_established() runs; from then on send()/recv()/recv_into()
+    /// carry plaintext and the handlers run as before. A failed handshake or
+    /// certificate check (or the peer closing during it) reaches
+    /// handle_error() with a TlsError; nothing is ever sent or read in clear.
+    ///
+    /// A client verifying its peer checks the certificate against
+    /// `server_hostname` (a DNS name, also sent as SNI, or an IP literal);
+    /// when empty, against the IP address given to connect(). Throws
+    /// std::logic_error without a connected or connecting socket or when TLS
+    /// already runs, std::invalid_argument when a verifying client has no
+    /// name to check (e.g. over a Unix socket), TlsError if OpenSSL fails.
+    void start_tls(const TlsContext& ctx, bool server_side, std::string server_hostname = {});
+    /// True from start_tls() until close().
+    bool tls_active() const noexcept { return tls_ != nullptr; }
+    /// True once the TLS handshake completed (and until close()).
+    bool tls_established() const noexcept;
+    /// The protocol ALPN selected, empty when none (or without TLS).
+    std::string tls_alpn_protocol() const;
+    /// The negotiated TLS version ("TLSv1.3"), empty without TLS.
+    std::string tls_version() const;
 
     // -- Interest. Evaluated after this channel ran a handler or had a method
     //    called (or for every channel each pass with ChannelMap::set_poll_all).
@@ -144,6 +194,9 @@ class Dispatcher {
     virtual void handle_write();
     virtual void handle_expt();
     virtual void handle_connect();
+    /// The TLS handshake completed and the peer passed verification. Default:
+    /// nothing.
+    virtual void handle_tls_established();
     /// Default: accept() and hand the connection to handle_accepted().
     virtual void handle_accept();
     /// Default: closes `sock` and logs a warning. Take ownership of `sock`
@@ -197,8 +250,11 @@ class Dispatcher {
     bool closed_ = false;  ///< close() ran and no socket was set since
     Address addr_;
     std::unique_ptr<std::set<std::string, std::less<>>> ignore_log_types_;
+    /// Null unless start_tls() ran: the plaintext paths test only this.
+    std::unique_ptr<detail::TlsChannel, detail::TlsChannelDeleter> tls_;
 
     friend struct detail::MapCore;
+    friend struct detail::DispatcherTls;
 };
 
 /// Creates a dispatcher owned by its map: asyncore's "create it in
