@@ -304,7 +304,8 @@ class AsyncChat : public Dispatcher {
     std::size_t input_epoch_ = 0;     ///< bumped by close() and discard_buffers(): stop scanning
     std::size_t terminator_gen_ = 0;  ///< bumped by set_terminator()
     std::vector<std::size_t> next_match_;  ///< any_of: cached find() per terminator...
-    const char* match_buf_ = nullptr;      ///< ...valid for this buffer...
+    std::size_t scan_id_ = 0;              ///< bumped for each buffer scanned
+    std::size_t match_scan_ = 0;           ///< ...valid for this scan...
     std::size_t match_gen_ = 0;            ///< ...and this terminator
     std::size_t ac_in_buffer_size_ = default_buffer_size;
     std::size_t max_input_buffer_ = default_max_input_buffer;
