@@ -300,6 +300,20 @@ TEST_SUITE("async_chat") {
         CHECK(asyncore::find_prefix_at_end("abc", "") == 0);
     }
 
+    TEST_CASE("terminators convert from strings, characters, counts and nullopt") {
+        CHECK(Terminator('\n') == Terminator("\n"));
+        CHECK(Terminator('\n').kind() == Terminator::Kind::string);
+        CHECK(Terminator(10).kind() == Terminator::Kind::count);
+        CHECK(Terminator(10u).count() == 10);
+        CHECK(Terminator(std::nullopt).kind() == Terminator::Kind::none);
+        CHECK(Terminator(std::string("\r\n")).strings().size() == 1);
+        CHECK(Terminator::any_of({"a", "b"}).strings().size() == 2);
+        CHECK(Terminator("").collects_all());
+        CHECK(Terminator(0).collects_all());
+        CHECK_FALSE(Terminator(1).collects_all());
+        static_assert(!std::is_convertible_v<bool, Terminator>);
+    }
+
     TEST_CASE("a negative terminator is rejected and the old one kept") {
         Pair p;
         p.chat.set_terminator("\n");
