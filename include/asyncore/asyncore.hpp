@@ -2,10 +2,12 @@
 #pragma once
 
 #include <asyncore/address.hpp>
+#include <asyncore/async_chat.hpp>
 #include <asyncore/dispatcher.hpp>
 #include <asyncore/dispatcher_with_send.hpp>
 #include <asyncore/error.hpp>
 #include <asyncore/file_dispatcher.hpp>
 #include <asyncore/loop.hpp>
+#include <asyncore/producer.hpp>
 #include <asyncore/socket.hpp>
 #include <asyncore/tls.hpp>
