@@ -14,9 +14,10 @@ namespace {
 std::string from_line(std::string_view mailfrom, std::time_t when) {
     std::string sender =
         mailfrom.empty() || mailfrom == "<>" ? "MAILER-DAEMON" : std::string(mailfrom);
-    // A space would end the sender field of the From line.
+    // The From line is one ASCII line whose sender field ends at a space
+    // (Python's mailbox decodes it as ASCII): other bytes become '_'.
     for (char& c : sender)
-        if (c == ' ' || c == '\t') c = '_';
+        if (c < 0x21 || c > 0x7e) c = '_';
     std::tm tm{};
     gmtime_r(&when, &tm);
     char date[64];

@@ -10,7 +10,8 @@
 namespace smtp {
 
 /// One mbox entry for a message as smtpd hands it over (lines joined by
-/// "\n"): a "From SENDER DATE" line (MAILER-DAEMON for the null sender "<>"),
+/// "\n"): a "From SENDER DATE" line (MAILER-DAEMON for the null sender "<>";
+/// bytes of SENDER outside printable ASCII, spaces included, become '_'),
 /// the message with an "X-Peer: PEER" header added where smtpd's PureProxy
 /// puts it (before the first empty line, or at the end), every line that
 /// starts with "From " escaped as ">From ", a final newline and the blank

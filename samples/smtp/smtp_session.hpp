@@ -89,6 +89,8 @@ class Session {
     const Envelope& envelope() const noexcept { return envelope_; }
     /// True once QUIT was answered: later input is ignored.
     bool quitting() const noexcept { return quitting_; }
+    /// Bytes held for the line or message being received.
+    std::size_t buffered_bytes() const noexcept { return received_.size(); }
 
   private:
     using Handler = void (Session::*)(const std::string& arg, bool has_arg);
