@@ -27,6 +27,10 @@ void SmtpChannel::found_terminator() {
     session_.found_terminator();
 }
 
+bool SmtpChannel::readable() {
+    return !output_paused();
+}
+
 void SmtpChannel::send_replies(std::string bytes) {
     push(std::move(bytes));
 }

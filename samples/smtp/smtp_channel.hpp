@@ -24,6 +24,10 @@ class SmtpChannel : public asyncore::AsyncChat, private SessionHost {
 
     void collect_incoming_data(std::string_view data) override;
     void found_terminator() override;
+    /// Stops reading while the replies queued for this client pass the output
+    /// high watermark (a client pipelining commands without reading the
+    /// replies), so neither side's memory grows without bound.
+    bool readable() override;
 
     const Session& session() const noexcept { return session_; }
 

@@ -307,6 +307,25 @@ def test_raw_conversations():
         assert body_of(m) == "data\n.\nmore\n", repr(body_of(m))
 
 
+def test_pipelined_commands_from_a_client_that_does_not_read():
+    # 8 MB of replies: more than the socket buffers and the channel's output
+    # high watermark, so the server has to stop reading and resume.
+    count = 1000000
+    with Server() as srv:
+        sock, f = srv.raw()
+        read_reply(f)
+        sender = threading.Thread(target=sock.sendall, args=(b"NOOP\r\n" * count,))
+        sender.start()
+        sender.join(2)  # let the backlog build up; correctness does not depend on it
+        replies = f.read(len(b"250 OK\r\n") * count)
+        assert replies == b"250 OK\r\n" * count
+        sender.join(TIMEOUT)
+        assert not sender.is_alive()
+        sock.sendall(b"QUIT\r\n")
+        assert read_reply(f) == b"221 Bye\r\n"
+        sock.close()
+
+
 def test_sigint_exits_zero():
     srv = Server()
     with srv.client() as s:
