@@ -1,0 +1,62 @@
+// smtpd's SMTPChannel and SMTPServer on asyncore-cpp: an AsyncChat per
+// connection running a smtp::Session, and the listening dispatcher that
+// creates them. Accepted messages are appended to a Mailbox.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include <asyncore/async_chat.hpp>
+#include <asyncore/dispatcher.hpp>
+
+#include "mbox.hpp"
+#include "smtp_session.hpp"
+
+namespace smtp {
+
+/// One SMTP connection. Created by SmtpServer and owned by the map; the
+/// mailbox must outlive it.
+class SmtpChannel : public asyncore::AsyncChat, private SessionHost {
+  public:
+    /// Sends the 220 greeting at once.
+    SmtpChannel(asyncore::Socket sock, const asyncore::Address& peer, const SessionOptions& options,
+                Mailbox& mailbox, asyncore::ChannelMap& map);
+
+    void collect_incoming_data(std::string_view data) override;
+    void found_terminator() override;
+    /// Stops reading while the replies queued for this client pass the output
+    /// high watermark (a client pipelining commands without reading the
+    /// replies), so neither side's memory grows without bound.
+    bool readable() override;
+
+    const Session& session() const noexcept { return session_; }
+
+  private:
+    void send_replies(std::string bytes) override;
+    void switch_terminator(std::string_view terminator) override;
+    void close_after_replies() override;
+    std::string process_message(const Envelope& envelope, std::string& data) override;
+
+    Mailbox& mailbox_;
+    Session session_;
+};
+
+/// smtpd's SMTPServer: listens and gives each connection an SmtpChannel.
+class SmtpServer : public asyncore::Dispatcher {
+  public:
+    /// Binds and listens on `address`. Throws std::system_error.
+    SmtpServer(const asyncore::Address& address, SessionOptions options, Mailbox& mailbox,
+               asyncore::ChannelMap& map);
+
+    void handle_accepted(asyncore::Socket sock, const asyncore::Address& addr) override;
+
+  private:
+    SessionOptions options_;
+    Mailbox& mailbox_;
+};
+
+/// socket.getfqdn() for this host: the canonical name of gethostname() when
+/// it contains a dot, else the host name itself.
+std::string local_fqdn();
+
+}  // namespace smtp

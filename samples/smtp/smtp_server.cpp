@@ -1,0 +1,148 @@
+// smtp_server: Python's smtpd on asyncore-cpp, delivering into an mbox file.
+//
+//   smtp_server [--host HOST] [--port PORT] [--mbox PATH]
+//               [--data-size-limit BYTES] [--smtputf8]
+//
+// Prints "listening on HOST:PORT" once ready. SIGINT and SIGTERM arrive
+// through a signalfd watched by the loop: every channel is closed and the
+// program exits 0.
+#include <netdb.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <string>
+#include <string_view>
+
+#include <asyncore/file_dispatcher.hpp>
+#include <asyncore/loop.hpp>
+
+#include "smtp_channel.hpp"
+
+namespace {
+
+struct Config {
+    std::string host = "127.0.0.1";
+    std::uint16_t port = 8025;
+    std::string mbox = "smtp_server.mbox";
+    smtp::SessionOptions session;
+};
+
+const char* const usage =
+    "usage: smtp_server [--host HOST] [--port PORT] [--mbox PATH]\n"
+    "                   [--data-size-limit BYTES] [--smtputf8]\n"
+    "  --host HOST             address to listen on (default 127.0.0.1)\n"
+    "  --port PORT             port, 0 picks a free one (default 8025)\n"
+    "  --mbox PATH             mbox file messages are appended to (default smtp_server.mbox)\n"
+    "  --data-size-limit N     largest message in bytes, 0 for none (default 33554432)\n"
+    "  --smtputf8              enable the SMTPUTF8 extension\n";
+
+[[noreturn]] void die(const std::string& message, int code = 2) {
+    std::cerr << "smtp_server: " << message << "\n";
+    std::exit(code);
+}
+
+unsigned long long to_number(std::string_view option, const std::string& text,
+                             unsigned long long max) {
+    std::size_t used = 0;
+    unsigned long long n = 0;
+    try {
+        n = std::stoull(text, &used);
+    } catch (const std::exception&) {
+        used = 0;
+    }
+    if (used == 0 || used != text.size() || text[0] == '-' || n > max)
+        die(std::string(option) + ": not a valid number: " + text);
+    return n;
+}
+
+Config parse_args(int argc, char** argv) {
+    Config config;
+    for (int i = 1; i < argc; ++i) {
+        std::string_view opt = argv[i];
+        auto value = [&]() -> std::string {
+            if (i + 1 >= argc) die(std::string(opt) + " needs a value");
+            return argv[++i];
+        };
+        if (opt == "--host") {
+            config.host = value();
+        } else if (opt == "--port") {
+            config.port = static_cast<std::uint16_t>(to_number(opt, value(), 65535));
+        } else if (opt == "--mbox") {
+            config.mbox = value();
+        } else if (opt == "--data-size-limit") {
+            config.session.data_size_limit = to_number(opt, value(), SIZE_MAX);
+        } else if (opt == "--smtputf8") {
+            config.session.enable_smtputf8 = true;
+        } else if (opt == "--help" || opt == "-h") {
+            std::cout << usage;
+            std::exit(0);
+        } else {
+            die("unknown option " + std::string(opt) + "\n" + usage);
+        }
+    }
+    return config;
+}
+
+// An IP literal, or the first address the resolver gives for a name.
+asyncore::Address resolve(const std::string& host, std::uint16_t port) {
+    try {
+        return asyncore::Address::ip(host, port);
+    } catch (const std::invalid_argument&) {
+        addrinfo hints{};
+        hints.ai_socktype = SOCK_STREAM;
+        addrinfo* res = nullptr;
+        if (::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &res) != 0)
+            die("cannot resolve " + host);
+        auto addr = asyncore::Address::from_native(res->ai_addr, res->ai_addrlen);
+        ::freeaddrinfo(res);
+        return addr;
+    }
+}
+
+// SIGINT/SIGTERM as readable events: the first one closes every channel,
+// which ends the loop.
+class SignalWatcher : public asyncore::FileDispatcher {
+  public:
+    SignalWatcher(int fd, asyncore::ChannelMap& map) : FileDispatcher(fd, map) {}
+
+    void handle_read() override {
+        recv(sizeof(signalfd_siginfo));
+        asyncore::close_all(map(), true);
+    }
+};
+
+int signal_fd() {
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGTERM);
+    if (sigprocmask(SIG_BLOCK, &mask, nullptr) != 0) die("sigprocmask failed", 1);
+    int fd = ::signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (fd < 0) die("signalfd failed", 1);
+    return fd;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    Config config = parse_args(argc, argv);
+    std::signal(SIGPIPE, SIG_IGN);
+    config.session.fqdn = smtp::local_fqdn();
+    try {
+        asyncore::ChannelMap map;
+        smtp::Mailbox mailbox(config.mbox);
+        int sfd = signal_fd();
+        SignalWatcher signals(sfd, map);
+        ::close(sfd);  // the watcher holds its own duplicate
+        smtp::SmtpServer server(resolve(config.host, config.port), config.session, mailbox, map);
+        std::cout << "listening on " << server.local_address().to_string() << std::endl;
+        asyncore::loop(std::chrono::seconds(30), map);
+    } catch (const std::exception& e) {
+        die(e.what(), 1);
+    }
+    return 0;
+}
