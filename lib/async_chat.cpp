@@ -496,6 +496,15 @@ std::size_t AsyncChat::write_queue() {
         bytes += len;
     }
     if (count == 0) return 0;
+    if (tls_active()) {
+        // Plaintext must go through the TLS session, one buffer at a time;
+        // after a short write the queue still starts with the unsent bytes,
+        // which is what OpenSSL's retry rule requires.
+        std::size_t sent = Dispatcher::send(
+            std::string_view(static_cast<const char*>(iov[0].iov_base), iov[0].iov_len));
+        if (sent < iov[0].iov_len) write_blocked_ = true;
+        return sent;
+    }
     int err = 0;
     long n = send_iov(fileno(), iov, count, err);
     return finish_send(n, err, bytes);
