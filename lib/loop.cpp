@@ -441,6 +441,10 @@ void close_all(ChannelMap& map, bool ignore_all) {
             if (!ignore_all) throw;
         }
     }
+    // asyncore clears the map even when a close() failed and was ignored: a
+    // channel whose close() threw must not keep loop() running.
+    for (Dispatcher* d : map.channels())
+        d->del_channel();
 }
 
 TimerHandle call_later(Duration delay, std::function<void()> fn) {
