@@ -97,3 +97,7 @@ inline int highest_open_fd() {
 }
 
 }  // namespace test
+
+TYPE_TO_STRING(test::IPv4);
+TYPE_TO_STRING(test::IPv6);
+TYPE_TO_STRING(test::Unix);
