@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <system_error>
 
 #include "detail/map_core.hpp"
 
@@ -183,6 +184,37 @@ void MapCore::refresh_interest() {
     if (dirty.empty()) dirty.swap(batch);  // keep the capacity
 }
 
+namespace {
+
+// asyncore's routing for an error outside a handler (readable(), writable(),
+// registration): handle_error(), and if that throws too, close the channel.
+void route_error(MapCore& core, Dispatcher& d, std::exception_ptr error) noexcept {
+    try {
+        d.handle_error(error);
+    } catch (const ExitNow&) {
+        core.request_exit(std::current_exception());
+    } catch (...) {
+        core.guarded("close", [&] { d.close(); });
+    }
+}
+
+// Adds or removes one of a slot's events. A descriptor epoll refuses (a
+// regular file gives EPERM) is the channel's error, not a silent log line.
+bool set_interest(MapCore& core, Slot& s, event* ev, bool& state, bool on) {
+    state = on;
+    ++core.stats.interest_changes;
+    errno = 0;
+    if ((on ? event_add(ev, nullptr) : event_del(ev)) == 0) return true;
+    int err = errno != 0 ? errno : EPERM;
+    state = false;
+    route_error(core, *s.channel,
+                std::make_exception_ptr(std::system_error(err, std::generic_category(),
+                                                          "cannot watch descriptor")));
+    return false;
+}
+
+}  // namespace
+
 void MapCore::update_interest(Slot& s) {
     Dispatcher& d = *s.channel;
     int fd = d.fd_;
@@ -196,33 +228,14 @@ void MapCore::update_interest(Slot& s) {
         request_exit(std::current_exception());
         return;
     } catch (...) {
-        auto error = std::current_exception();
-        try {
-            d.handle_error(error);
-        } catch (const ExitNow&) {
-            request_exit(std::current_exception());
-        } catch (...) {
-            guarded("close", [&] { d.close(); });
-        }
+        route_error(*this, d, std::current_exception());
         return;
     }
     if (find(fd) != &d) return;  // closed by readable()/writable()
-    if (want_read != s.want_read) {
-        s.want_read = want_read;
-        ++stats.interest_changes;
-        if (want_read ? event_add(s.read_ev, nullptr) : event_del(s.read_ev)) {
-            s.want_read = false;
-            d.log_info("cannot watch descriptor " + std::to_string(fd), "error");
-        }
+    if (want_read != s.want_read && !set_interest(*this, s, s.read_ev, s.want_read, want_read)) {
+        return;
     }
-    if (want_write != s.want_write) {
-        s.want_write = want_write;
-        ++stats.interest_changes;
-        if (want_write ? event_add(s.write_ev, nullptr) : event_del(s.write_ev)) {
-            s.want_write = false;
-            d.log_info("cannot watch descriptor " + std::to_string(fd), "error");
-        }
-    }
+    if (want_write != s.want_write) set_interest(*this, s, s.write_ev, s.want_write, want_write);
 }
 
 // -- Dispatch -----------------------------------------------------------------
