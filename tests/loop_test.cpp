@@ -377,8 +377,9 @@ TEST_SUITE("loop") {
                      errno == EINPROGRESS));
         }
         test::NofileLimit limit;
-        REQUIRE(limit.set(static_cast<rlim_t>(test::highest_open_fd()) + 1));
-        // Fill every free descriptor below the limit, then free exactly two.
+        REQUIRE(limit.set(static_cast<rlim_t>(test::highest_open_fd()) + 3));
+        // Fill every free descriptor below the limit (at least the two above
+        // the highest open one), then free exactly two.
         std::vector<Socket> ballast;
         for (int fd; (fd = ::dup(0)) >= 0;)
             ballast.emplace_back(fd);
@@ -400,8 +401,11 @@ TEST_SUITE("loop") {
         CHECK(l.accepting());
         CHECK(map.find(l.fileno()) == &l);
 
+        // Free descriptors: the ballast, the accepted connections, and the limit.
         ballast.clear();
-        REQUIRE(test::run_until(map, [&] { return l.taken.size() == clients; }));
+        l.taken.clear();
+        limit.restore();
+        REQUIRE(test::run_until(map, [&] { return l.taken.size() == clients - 2; }));
         CHECK(l.accepting());
     }
 

@@ -68,7 +68,7 @@ class CaptureFd {
 class NofileLimit {
   public:
     NofileLimit() { ::getrlimit(RLIMIT_NOFILE, &old_); }
-    ~NofileLimit() { ::setrlimit(RLIMIT_NOFILE, &old_); }
+    ~NofileLimit() { restore(); }
     NofileLimit(const NofileLimit&) = delete;
     NofileLimit& operator=(const NofileLimit&) = delete;
 
@@ -81,16 +81,21 @@ class NofileLimit {
         return ::setrlimit(RLIMIT_NOFILE, &r) == 0;
     }
 
+    /// Puts the limit back as it was.
+    void restore() { ::setrlimit(RLIMIT_NOFILE, &old_); }
+
   private:
     rlimit old_{};
 };
 
-/// The highest descriptor number currently open, found by probing.
+/// The highest descriptor number currently open, found by probing every
+/// number below the soft limit.
 inline int highest_open_fd() {
-    int fd = ::dup(0);
-    int top = fd;
-    if (fd >= 0) ::close(fd);
-    for (int i = top + 1; i < top + 4096; ++i) {
+    rlimit r{};
+    ::getrlimit(RLIMIT_NOFILE, &r);
+    int end = r.rlim_cur < 65536 ? static_cast<int>(r.rlim_cur) : 65536;
+    int top = -1;
+    for (int i = 0; i < end; ++i) {
         if (::fcntl(i, F_GETFD) >= 0) top = i;
     }
     return top;
