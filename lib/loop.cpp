@@ -208,8 +208,8 @@ bool set_interest(MapCore& core, Slot& s, event* ev, bool& state, bool on) {
     int err = errno != 0 ? errno : EPERM;
     state = false;
     route_error(core, *s.channel,
-                std::make_exception_ptr(std::system_error(err, std::generic_category(),
-                                                          "cannot watch descriptor")));
+                std::make_exception_ptr(
+                    std::system_error(err, std::generic_category(), "cannot watch descriptor")));
     return false;
 }
 
