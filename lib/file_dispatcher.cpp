@@ -15,7 +15,7 @@ FileWrapper::FileWrapper(int fd) : fd_(::fcntl(fd, F_DUPFD_CLOEXEC, 0)) {
 }
 
 FileWrapper::~FileWrapper() {
-    close();
+    if (fd_ >= 0) ::close(fd_);
 }
 
 FileWrapper::FileWrapper(FileWrapper&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
@@ -42,7 +42,9 @@ std::size_t FileWrapper::send(std::string_view data) {
 
 void FileWrapper::close() {
     if (fd_ < 0) return;
-    ::close(std::exchange(fd_, -1));
+    // As asyncore's file_wrapper: the descriptor is forgotten even when
+    // close(2) fails, so a second close() is a no-op rather than a retry.
+    if (::close(std::exchange(fd_, -1)) < 0 && errno != EINTR) throw_errno(errno, "close");
 }
 
 int FileWrapper::release() noexcept {

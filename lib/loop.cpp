@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <system_error>
 
 #include "detail/dispatcher_tls.hpp"
 #include "detail/map_core.hpp"
@@ -184,6 +185,37 @@ void MapCore::refresh_interest() {
     if (dirty.empty()) dirty.swap(batch);  // keep the capacity
 }
 
+namespace {
+
+// asyncore's routing for an error outside a handler (readable(), writable(),
+// registration): handle_error(), and if that throws too, close the channel.
+void route_error(MapCore& core, Dispatcher& d, std::exception_ptr error) noexcept {
+    try {
+        d.handle_error(error);
+    } catch (const ExitNow&) {
+        core.request_exit(std::current_exception());
+    } catch (...) {
+        core.guarded("close", [&] { d.close(); });
+    }
+}
+
+// Adds or removes one of a slot's events. A descriptor epoll refuses (a
+// regular file gives EPERM) is the channel's error, not a silent log line.
+bool set_interest(MapCore& core, Slot& s, event* ev, bool& state, bool on) {
+    state = on;
+    ++core.stats.interest_changes;
+    errno = 0;
+    if ((on ? event_add(ev, nullptr) : event_del(ev)) == 0) return true;
+    int err = errno != 0 ? errno : EPERM;
+    state = false;
+    route_error(core, *s.channel,
+                std::make_exception_ptr(
+                    std::system_error(err, std::generic_category(), "cannot watch descriptor")));
+    return false;
+}
+
+}  // namespace
+
 void MapCore::update_interest(Slot& s) {
     Dispatcher& d = *s.channel;
     int fd = d.fd_;
@@ -202,32 +234,16 @@ void MapCore::update_interest(Slot& s) {
         request_exit(std::current_exception());
         return;
     } catch (...) {
-        auto error = std::current_exception();
-        try {
-            d.handle_error(error);
-        } catch (const ExitNow&) {
-            request_exit(std::current_exception());
-        } catch (...) {
-            guarded("close", [&] { d.close(); });
-        }
+        route_error(*this, d, std::current_exception());
         return;
     }
     if (find(fd) != &d) return;  // closed by readable()/writable()
-    if (want_read != s.want_read) {
-        s.want_read = want_read;
-        ++stats.interest_changes;
-        if (want_read ? event_add(s.read_ev, nullptr) : event_del(s.read_ev)) {
-            s.want_read = false;
-            d.log_info("cannot watch descriptor " + std::to_string(fd), "error");
-        }
+    if (want_read != s.want_read && !set_interest(*this, s, s.read_ev, s.want_read, want_read)) {
+        return;
     }
-    if (want_write != s.want_write) {
-        s.want_write = want_write;
-        ++stats.interest_changes;
-        if (want_write ? event_add(s.write_ev, nullptr) : event_del(s.write_ev)) {
-            s.want_write = false;
-            d.log_info("cannot watch descriptor " + std::to_string(fd), "error");
-        }
+    if (want_write != s.want_write &&
+        !set_interest(*this, s, s.write_ev, s.want_write, want_write)) {
+        return;
     }
     // Input OpenSSL already holds will never make the kernel report the
     // socket readable again: queue the read callback for this pass ourselves
@@ -452,6 +468,10 @@ void close_all(ChannelMap& map, bool ignore_all) {
             if (!ignore_all) throw;
         }
     }
+    // asyncore clears the map even when a close() failed and was ignored: a
+    // channel whose close() threw must not keep loop() running.
+    for (Dispatcher* d : map.channels())
+        d->del_channel();
 }
 
 TimerHandle call_later(Duration delay, std::function<void()> fn) {

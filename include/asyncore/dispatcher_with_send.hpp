@@ -16,7 +16,7 @@ namespace asyncore {
 ///
 /// The buffer is unbounded: a peer that does not read makes it grow. Servers
 /// apply backpressure by making readable() false while pending() is large
-/// (see samples/echo_server.cpp).
+/// (see samples/echo/echo_server.cpp).
 class DispatcherWithSend : public Dispatcher {
   public:
     using Dispatcher::Dispatcher;

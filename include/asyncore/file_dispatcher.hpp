@@ -12,7 +12,7 @@ namespace asyncore {
 
 /// asyncore's file_wrapper: owns a dup() of a descriptor and offers the
 /// socket-like calls Dispatcher uses. close() is safe to call twice; the
-/// destructor closes what is still open.
+/// destructor closes what is still open and ignores errors.
 class FileWrapper {
   public:
     /// Duplicates `fd` (the caller keeps its own). Throws std::system_error.
@@ -29,7 +29,9 @@ class FileWrapper {
     /// write(2); returns the byte count. Throws std::system_error.
     std::size_t send(std::string_view data);
     std::size_t write(std::string_view data) { return send(data); }
-    /// Closes the duplicate; a second call does nothing.
+    /// Closes the duplicate; a second call does nothing. Throws
+    /// std::system_error if close(2) fails (e.g. EBADF when the descriptor
+    /// was closed behind the wrapper's back); fileno() is -1 afterwards anyway.
     void close();
     /// The duplicate descriptor, or -1 once closed.
     int fileno() const noexcept { return fd_; }
