@@ -2,6 +2,7 @@
 
 #include <asyncore/async_chat.hpp>
 #include <asyncore/error.hpp>
+#include <asyncore/tls.hpp>
 
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -127,6 +128,13 @@ std::size_t find_prefix_at_end(std::string_view haystack, std::string_view needl
 
 // -- Construction -----------------------------------------------------------------
 
+/// The arguments of a start_tls() that waits for the output queued before it.
+struct AsyncChat::PendingTls {
+    TlsContext ctx;
+    bool server_side;
+    std::string server_hostname;
+};
+
 AsyncChat::AsyncChat(ChannelMap& map) : Dispatcher(map) {}
 
 AsyncChat::AsyncChat(Socket sock, ChannelMap& map) : Dispatcher(std::move(sock), map) {}
@@ -151,6 +159,7 @@ void AsyncChat::set_ac_out_buffer_size(std::size_t n) {
 // -- Input ----------------------------------------------------------------------------
 
 void AsyncChat::handle_read() {
+    if (pending_tls_) return discard_read();
     const std::size_t held = held_.size();
     ScratchLease lease(held + ac_in_buffer_size_);
     std::memcpy(lease.data(), held_.data(), held);
@@ -205,9 +214,11 @@ void AsyncChat::process(std::string_view buf) {
             }
         }
     } catch (...) {
+        scan_rest_ = 0;
         settle_input();
         throw;
     }
+    scan_rest_ = 0;
     settle_input();
     if (input_epoch_ == epoch) held_.assign(buf.substr(pos));
 }
@@ -224,7 +235,7 @@ std::size_t AsyncChat::step_count(std::string_view buf, std::size_t pos, std::si
     deliver(buf.substr(pos, want), 0);
     if (input_epoch_ == epoch) {
         last_terminator_.clear();
-        end_record();
+        end_record(buf.size() - (pos + want));
     }
     return pos + want;
 }
@@ -241,7 +252,7 @@ bool AsyncChat::step_strings(std::string_view buf, std::size_t& pos, std::size_t
     pos = m.end;
     if (input_epoch_ != epoch) return false;
     last_terminator_.assign(buf.substr(m.begin, m.end - m.begin));
-    end_record();
+    end_record(buf.size() - m.end);
     return true;
 }
 
@@ -306,9 +317,19 @@ void AsyncChat::deliver(std::string_view data, std::size_t counted) {
     if (!data.empty()) collect_incoming_data(data);
 }
 
-void AsyncChat::end_record() {
+// `rest` is how many bytes of the buffer being scanned follow this record:
+// what start_tls() discards if found_terminator() calls it.
+void AsyncChat::end_record(std::size_t rest) {
     record_len_ = 0;
-    found_terminator();
+    scan_rest_ = rest;
+    ending_record_ = true;
+    try {
+        found_terminator();
+    } catch (...) {
+        ending_record_ = false;
+        throw;
+    }
+    ending_record_ = false;
 }
 
 void AsyncChat::reject_record() {
@@ -415,7 +436,7 @@ void AsyncChat::enqueue(std::string_view data) {
     out_bytes_ += data.size();
     if (!out_.empty() && data.size() <= coalesce_limit) {
         OutItem& last = out_.back();
-        if (!last.producer && !last.close && last.data.size() < ac_out_buffer_size_) {
+        if (!last.producer && !last.mark() && last.data.size() < ac_out_buffer_size_) {
             last.data.append(data);
             return;
         }
@@ -440,7 +461,7 @@ void AsyncChat::close_when_done() {
 void AsyncChat::initiate_send() {
     if (!connected() || fileno() < 0) return;
     rearm();
-    if (!out_.empty() && !out_.front().close) {
+    if (!out_.empty() && !out_.front().mark()) {
         std::size_t n = write_queue();
         if (fileno() < 0) return;
         consume(n);
@@ -449,6 +470,10 @@ void AsyncChat::initiate_send() {
         out_.pop_front();
         handle_close();
         return;
+    }
+    if (!out_.empty() && out_.front().start_tls) {
+        out_.pop_front();
+        start_pending_tls();
     }
     check_drained();
 }
@@ -462,7 +487,7 @@ void AsyncChat::pull_producers() {
     std::size_t i = 0;
     while (i < out_.size() && static_cast<int>(i) < max_iov && bytes < ac_out_buffer_size_) {
         OutItem& item = out_[i];
-        if (item.close) return;
+        if (item.mark()) return;
         if (!item.producer) {
             bytes += item.data.size() - (i == 0 ? out_offset_ : 0);
             ++i;
@@ -489,7 +514,7 @@ std::size_t AsyncChat::write_queue() {
     for (std::size_t i = 0; i < out_.size() && count < max_iov && bytes < ac_out_buffer_size_;
          ++i) {
         const OutItem& item = out_[i];
-        if (item.close || item.producer) break;
+        if (item.mark() || item.producer) break;
         std::size_t off = i == 0 ? out_offset_ : 0;
         std::size_t len = std::min(item.data.size() - off, ac_out_buffer_size_ - bytes);
         iov[count++] = iovec{const_cast<char*>(item.data.data() + off), len};
@@ -551,8 +576,83 @@ void AsyncChat::discard_buffers() {
     out_.clear();
     out_offset_ = 0;
     out_bytes_ = 0;
+    pending_tls_.reset();
     rearm();
     check_drained();
+}
+
+// -- TLS --------------------------------------------------------------------------
+
+// Plaintext must never cross into the TLS part of the conversation: the
+// input not yet delivered goes now, the output queued goes out first (the
+// mark below), and what arrives meanwhile is read and dropped (discard_read).
+void AsyncChat::start_tls(const TlsContext& ctx, bool server_side, std::string server_hostname) {
+    if (pending_tls_)
+        throw std::logic_error("start_tls: TLS already waits to start on this channel");
+    if (out_.empty()) {
+        Dispatcher::start_tls(ctx, server_side, std::move(server_hostname));
+        discard_unread_input();
+        return;
+    }
+    check_tls_arguments(ctx, server_side, server_hostname);
+    discard_unread_input();
+    pending_tls_.reset(new PendingTls{ctx, server_side, std::move(server_hostname)});
+    out_.push_back(OutItem{std::string(), nullptr, false, true});
+    rearm();
+    if (!write_blocked_) initiate_send();
+}
+
+// What Dispatcher::start_tls() would refuse, checked before the call is
+// deferred so that the caller hears of it.
+void AsyncChat::check_tls_arguments(const TlsContext& ctx, bool server_side,
+                                    const std::string& server_hostname) const {
+    if (fileno() < 0 || accepting() || !(connected() || connecting())) {
+        throw std::logic_error("start_tls: the channel has no connected socket");
+    }
+    if (tls_active()) throw std::logic_error("start_tls: TLS already runs on this channel");
+    if (ctx.server_side() != server_side) {
+        throw std::invalid_argument(server_side ? "start_tls: a server needs a server TlsContext"
+                                                : "start_tls: a client needs a client TlsContext");
+    }
+    const int family = addr().family();
+    if (!server_side && ctx.verify() == TlsContext::Verify::peer && server_hostname.empty() &&
+        family != AF_INET && family != AF_INET6) {
+        throw std::invalid_argument(
+            "TLS client: the server's host name or IP address is needed to verify it");
+    }
+}
+
+void AsyncChat::discard_unread_input() {
+    std::size_t n = held_.size() + scan_rest_;
+    held_.clear();
+    scan_rest_ = 0;
+    ++input_epoch_;  // process() stops after the current record
+    if (!ending_record_) {
+        n += incoming_.size() + pending_.size();
+        incoming_.clear();
+        pending_ = {};
+        record_len_ = 0;
+    }
+    plaintext_discarded_ += n;
+}
+
+// Input while TLS waits for the output to drain: plaintext the peer sent
+// past STARTTLS. It is read (not left to spin the loop) and dropped.
+void AsyncChat::discard_read() {
+    ScratchLease lease(ac_in_buffer_size_);
+    try {
+        plaintext_discarded_ += recv_into(std::span<char>(lease.data(), ac_in_buffer_size_));
+    } catch (const std::system_error& e) {
+        if (e.code() != std::errc::resource_unavailable_try_again &&
+            e.code() != std::errc::operation_would_block) {
+            throw;
+        }
+    }
+}
+
+void AsyncChat::start_pending_tls() {
+    std::unique_ptr<PendingTls> p = std::move(pending_tls_);
+    Dispatcher::start_tls(p->ctx, p->server_side, std::move(p->server_hostname));
 }
 
 // -- Watermarks -----------------------------------------------------------------------
@@ -596,6 +696,7 @@ void AsyncChat::handle_close() {
 
 void AsyncChat::close() {
     ++input_epoch_;
+    pending_tls_.reset();
     Dispatcher::close();
 }
 

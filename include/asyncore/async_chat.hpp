@@ -25,6 +25,10 @@
 //         }
 //     };
 //
+// TLS: start_tls() runs the channel over TLS from a point in the
+// conversation (STARTTLS), after the plaintext queued before it is written;
+// records and pushes carry plaintext on both sides of that point.
+//
 // Threads: like every Dispatcher, an AsyncChat belongs to its map's loop
 // thread. Callbacks run on that thread, from handle_read() (input) or from
 // push()/initiate_send()/handle_write() (output).
@@ -225,7 +229,8 @@ class AsyncChat : public Dispatcher {
     /// they reach the front. Does nothing while not connected.
     void initiate_send();
     /// Drops all buffered input and every queued output item, producers and
-    /// a pending close_when_done() included (asynchat: "emergencies only").
+    /// a pending close_when_done() or start_tls() included (asynchat:
+    /// "emergencies only").
     void discard_buffers();
 
     /// Bytes sent per writev() at most (asynchat's ac_out_buffer_size).
@@ -259,6 +264,38 @@ class AsyncChat : public Dispatcher {
     /// discard_buffers(). Default: nothing.
     virtual void on_output_drained();
 
+    // -- TLS --------------------------------------------------------------------
+
+    /// Dispatcher::start_tls() for a chat channel, also mid-connection
+    /// (STARTTLS). Same arguments and errors; also throws std::logic_error
+    /// while an earlier call waits to start. Hides Dispatcher::start_tls():
+    /// call it on the AsyncChat, not through a Dispatcher reference.
+    ///
+    /// Output: TLS starts once every byte queued before this call has been
+    /// written in clear (the "220 go ahead" just pushed), as close_when_done()
+    /// closes; at once when nothing is queued. Bytes pushed afterwards go out
+    /// encrypted, after the handshake. If TLS fails to start then, the error
+    /// reaches the caller of push() or initiate_send(), or handle_error().
+    ///
+    /// Input, the STARTTLS injection defence (RFC 3207 section 5,
+    /// CVE-2011-0411): call this from found_terminator() (or found_record())
+    /// of the record that asks for TLS. Plaintext received but not delivered
+    /// yet is then discarded, never delivered as if it had come over TLS: the
+    /// rest of the current read after that record, bytes held for a partial
+    /// terminator, the data the default collect_incoming_data() kept of a
+    /// partial record (a subclass that collects data itself must drop its own),
+    /// and plaintext that arrives while TLS waits for the output to drain. Only
+    /// a peer pipelining past STARTTLS or an attacker in the middle sends such
+    /// bytes; plaintext_discarded() counts them so a protocol can log or drop
+    /// the peer. Plaintext still in the kernel when TLS starts is read by the
+    /// TLS layer and fails the handshake (handle_error() with a TlsError).
+    void start_tls(const TlsContext& ctx, bool server_side, std::string server_hostname = {});
+    /// True from a start_tls() that waits for queued output until TLS starts
+    /// (tls_active() then), close() or discard_buffers().
+    bool tls_pending() const noexcept { return pending_tls_ != nullptr; }
+    /// Plaintext bytes start_tls() discarded on this channel so far.
+    std::size_t plaintext_discarded() const noexcept { return plaintext_discarded_; }
+
     // -- Dispatcher hooks -------------------------------------------------------
 
     /// One recv() of ac_in_buffer_size() bytes, then the records in it. EAGAIN
@@ -280,8 +317,11 @@ class AsyncChat : public Dispatcher {
     struct OutItem {
         std::string data;
         std::unique_ptr<Producer> producer;
-        bool close = false;
+        bool close = false;      ///< close_when_done()'s mark
+        bool start_tls = false;  ///< start_tls()'s mark
+        bool mark() const noexcept { return close || start_tls; }
     };
+    struct PendingTls;
     struct Match {
         bool found;
         std::size_t begin;  ///< the terminator's start, or the first byte to keep
@@ -294,7 +334,12 @@ class AsyncChat : public Dispatcher {
     Match scan_strings(std::string_view buf, std::size_t pos);
     std::size_t find_cached(std::string_view buf, std::size_t pos, std::size_t index);
     void deliver(std::string_view data, std::size_t counted);
-    void end_record();
+    void end_record(std::size_t rest);
+    void check_tls_arguments(const TlsContext& ctx, bool server_side,
+                             const std::string& server_hostname) const;
+    void discard_unread_input();
+    void discard_read();
+    void start_pending_tls();
     void settle_input();
     [[noreturn]] void reject_record();
 
@@ -322,6 +367,8 @@ class AsyncChat : public Dispatcher {
     std::size_t scan_id_ = 0;              ///< bumped for each buffer scanned
     std::size_t match_scan_ = 0;           ///< ...valid for this scan...
     std::size_t match_gen_ = 0;            ///< ...and this terminator
+    std::size_t scan_rest_ = 0;   ///< bytes of the current read after the record ending now
+    bool ending_record_ = false;  ///< found_terminator() is running
     std::size_t ac_in_buffer_size_ = default_buffer_size;
     std::size_t max_input_buffer_ = default_max_input_buffer;
 
@@ -333,6 +380,9 @@ class AsyncChat : public Dispatcher {
     std::size_t out_high_ = default_output_high;
     bool out_paused_ = false;
     bool write_blocked_ = false;  ///< the socket took less than offered; wait for writability
+
+    std::unique_ptr<PendingTls> pending_tls_;  ///< start_tls() waiting for queued output
+    std::size_t plaintext_discarded_ = 0;
 };
 
 }  // namespace asyncore
