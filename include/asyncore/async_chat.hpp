@@ -274,8 +274,10 @@ class AsyncChat : public Dispatcher {
     /// Output: TLS starts once every byte queued before this call has been
     /// written in clear (the "220 go ahead" just pushed), as close_when_done()
     /// closes; at once when nothing is queued. Bytes pushed afterwards go out
-    /// encrypted, after the handshake. If TLS fails to start then, the error
-    /// reaches the caller of push() or initiate_send(), or handle_error().
+    /// encrypted, after the handshake. So for TLS from the first byte, call it
+    /// before the first push() (right after connect() or accept). If TLS
+    /// fails to start when the output is written, the error reaches the
+    /// caller of push() or initiate_send(), or handle_error().
     ///
     /// Input, the STARTTLS injection defence (RFC 3207 section 5,
     /// CVE-2011-0411): call this from found_terminator() (or found_record())

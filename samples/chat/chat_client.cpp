@@ -1,10 +1,16 @@
 // chat_client: a terminal for chat_server.
 //
-//   chat_client [--host HOST] [--port PORT]
+//   chat_client [--host HOST] --port PORT [--tls [--cafile FILE]]
 //
 // Sends each line read from stdin to the server and prints each line that
 // arrives. Exits 0 when the server closes the connection, on SIGINT/SIGTERM,
-// or once stdin ends and everything typed has been sent.
+// or once stdin ends and everything typed has been sent; 1 if it could not
+// connect or TLS failed.
+//
+// With --tls the connection runs TLS, verifying the server's certificate
+// against HOST (a name or an IP address) and the CAs in --cafile, or the
+// system's CA store without it. Lines typed before the handshake completes
+// are sent once it has.
 
 #include <asyncore/asyncore.hpp>
 
@@ -39,12 +45,29 @@ class Connection : public asyncore::AsyncChat {
     void handle_connect() override { was_connected = true; }
     void handle_close() override {
         std::fprintf(stderr, "* connection closed\n");
-        close();
-        if (on_closed) on_closed();
+        shut();
+    }
+    // A failed connection or TLS handshake (e.g. "certificate verify failed:
+    // self-signed certificate").
+    void handle_error(std::exception_ptr error) override {
+        try {
+            std::rethrow_exception(error);
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "chat_client: %s\n", e.what());
+        }
+        failed = true;
+        shut();
     }
 
     std::function<void()> on_closed;
     bool was_connected = false;
+    bool failed = false;
+
+  private:
+    void shut() {
+        close();
+        if (on_closed) on_closed();
+    }
 };
 
 // Forwards stdin to the connection as it arrives.
@@ -71,6 +94,8 @@ class Keyboard : public asyncore::FileDispatcher {
 struct Options {
     std::string host = "127.0.0.1";
     int port = 0;
+    bool tls = false;
+    std::string cafile;
 };
 
 Options parse(int argc, char** argv) {
@@ -81,13 +106,22 @@ Options parse(int argc, char** argv) {
             o.host = argv[++i];
         } else if (a == "--port" && i + 1 < argc) {
             o.port = std::atoi(argv[++i]);
+        } else if (a == "--tls") {
+            o.tls = true;
+        } else if (a == "--cafile" && i + 1 < argc) {
+            o.cafile = argv[++i];
         } else {
-            std::fprintf(stderr, "usage: %s [--host HOST] --port PORT\n", argv[0]);
+            std::fprintf(stderr, "usage: %s [--host HOST] --port PORT [--tls [--cafile FILE]]\n",
+                         argv[0]);
             std::exit(2);
         }
     }
     if (o.port <= 0) {
         std::fprintf(stderr, "chat_client: --port is required\n");
+        std::exit(2);
+    }
+    if (!o.cafile.empty() && !o.tls) {
+        std::fprintf(stderr, "chat_client: --cafile needs --tls\n");
         std::exit(2);
     }
     return o;
@@ -121,6 +155,11 @@ int main(int argc, char** argv) {
         conn.set_max_input_buffer(0);
         conn.create_socket(addr.family(), SOCK_STREAM);
         conn.connect(addr);
+        if (opt.tls) {
+            auto ctx = opt.cafile.empty() ? asyncore::TlsContext::client()
+                                          : asyncore::TlsContext::client(opt.cafile);
+            conn.start_tls(ctx, false, opt.host);
+        }
         std::unique_ptr<Keyboard> keyboard;
         if (stdin_is_regular_file()) {
             conn.push(read_all_stdin());
@@ -139,7 +178,7 @@ int main(int argc, char** argv) {
             signals.close();
         };
         asyncore::loop(std::chrono::seconds(30), map);
-        return conn.was_connected ? 0 : 1;
+        return conn.was_connected && !conn.failed ? 0 : 1;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "chat_client: %s\n", e.what());
         return 1;

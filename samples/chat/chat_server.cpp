@@ -1,12 +1,16 @@
 // chat_server: a line chat on AsyncChat.
 //
-//   chat_server [--host HOST] [--port PORT]
+//   chat_server [--host HOST] [--port PORT] [--tls --cert FILE --key FILE]
 //
 // Every client gets a name (guest1, guest2, ...). A line is relayed to every
 // other client as "<name>: <line>". "/nick NAME" renames, "/quit" leaves.
 // Joins, leaves and renames are announced as "* ..." lines. Lines end with
 // "\n" ("\r\n" is accepted); a line over 4 KiB, or a client that stops
 // reading while 1 MiB of chat is queued for it, is disconnected.
+//
+// With --tls every connection runs TLS (the certificate chain in --cert, its
+// key in --key); a client joins the chat once its handshake completes, so
+// one that fails it is never announced and never sees a line.
 
 #include <asyncore/asyncore.hpp>
 
@@ -17,6 +21,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -35,6 +40,7 @@ class Session : public asyncore::AsyncChat {
     Session(asyncore::Socket sock, ChatServer& server);
 
     void found_record(std::string_view line) override;
+    void handle_tls_established() override { enter(); }
     void close() override;
     // A client that does not read what others say is dropped, rather than
     // letting its queue grow without bound.
@@ -45,17 +51,23 @@ class Session : public asyncore::AsyncChat {
     void say(std::string_view line) { push(std::string(line) + "\n"); }
 
   private:
+    void enter();
     void command(std::string_view line);
     void rename(std::string_view name);
 
     ChatServer& server_;
     std::string name_;
+    bool joined_ = false;
     bool left_ = false;
 };
 
 class ChatServer : public asyncore::Dispatcher {
   public:
-    using Dispatcher::Dispatcher;
+    ChatServer(asyncore::ChannelMap& map, std::optional<asyncore::TlsContext> tls)
+        : Dispatcher(map), tls_(std::move(tls)) {}
+
+    /// The context every connection runs TLS with, or null for plaintext.
+    const asyncore::TlsContext* tls() const noexcept { return tls_ ? &*tls_ : nullptr; }
 
     void handle_accepted(asyncore::Socket sock, const asyncore::Address&) override {
         asyncore::make<Session>(std::move(sock), *this);
@@ -83,14 +95,14 @@ class ChatServer : public asyncore::Dispatcher {
             if (s != except && s->fileno() >= 0) s->push(std::string_view(wire));
         }
     }
+    /// Closes the listener and every connection, handshaking ones included.
     void shut_down() {
         shutting_down_ = true;
-        close();
-        for (Session* s : std::set<Session*>(sessions_))
-            s->close();
+        asyncore::close_all(map(), true);
     }
 
   private:
+    std::optional<asyncore::TlsContext> tls_;
     std::set<Session*> sessions_;
     unsigned guests_ = 0;
     bool shutting_down_ = false;
@@ -101,6 +113,15 @@ Session::Session(asyncore::Socket sock, ChatServer& server)
     set_terminator("\n");
     set_max_input_buffer(max_line);
     set_output_watermarks(64 * 1024, 1024 * 1024);
+    if (server_.tls()) {
+        start_tls(*server_.tls(), true);
+    } else {
+        enter();
+    }
+}
+
+void Session::enter() {
+    joined_ = true;
     server_.join(*this);
     say("* welcome, you are " + name_ + " (/nick NAME to rename, /quit to leave)");
 }
@@ -140,7 +161,7 @@ void Session::rename(std::string_view name) {
 }
 
 void Session::close() {
-    if (!left_) {
+    if (joined_ && !left_) {
         left_ = true;
         server_.leave(*this);
     }
@@ -156,7 +177,11 @@ void Session::on_output_high() {
 struct Options {
     std::string host = "127.0.0.1";
     int port = 0;
+    bool tls = false;
+    std::string cert, key;
 };
+
+const char* const usage = "usage: %s [--host HOST] [--port PORT] [--tls --cert FILE --key FILE]\n";
 
 Options parse(int argc, char** argv) {
     Options o;
@@ -166,10 +191,20 @@ Options parse(int argc, char** argv) {
             o.host = argv[++i];
         } else if (a == "--port" && i + 1 < argc) {
             o.port = std::atoi(argv[++i]);
+        } else if (a == "--tls") {
+            o.tls = true;
+        } else if (a == "--cert" && i + 1 < argc) {
+            o.cert = argv[++i];
+        } else if (a == "--key" && i + 1 < argc) {
+            o.key = argv[++i];
         } else {
-            std::fprintf(stderr, "usage: %s [--host HOST] [--port PORT]\n", argv[0]);
+            std::fprintf(stderr, usage, argv[0]);
             std::exit(2);
         }
+    }
+    if (o.tls != !o.cert.empty() || o.cert.empty() != o.key.empty()) {
+        std::fprintf(stderr, "chat_server: --tls needs --cert and --key (and they need --tls)\n");
+        std::exit(2);
     }
     return o;
 }
@@ -182,7 +217,9 @@ int main(int argc, char** argv) {
         asyncore::ChannelMap& map = asyncore::socket_map();
         asyncore::Address addr =
             asyncore::Address::ip(opt.host, static_cast<std::uint16_t>(opt.port));
-        ChatServer server(map);
+        std::optional<asyncore::TlsContext> tls;
+        if (opt.tls) tls = asyncore::TlsContext::server(opt.cert, opt.key);
+        ChatServer server(map, std::move(tls));
         server.create_socket(addr.family(), SOCK_STREAM);
         server.set_reuse_addr();
         server.bind(addr);
