@@ -61,6 +61,7 @@ class Chat : public asyncore::AsyncChat, private smtp::SessionHost {
     const smtp::Session& session() const { return session_; }
     const std::string& sent() const { return sent_; }
     bool closing() const { return closing_; }
+    int tls_starts() const { return tls_starts_; }
     std::vector<Delivered> messages;
     std::string status;  ///< what process_message answers
 
@@ -68,6 +69,11 @@ class Chat : public asyncore::AsyncChat, private smtp::SessionHost {
     void send_replies(std::string bytes) override { sent_ += bytes; }
     void switch_terminator(std::string_view t) override { set_terminator(t); }
     void close_after_replies() override { closing_ = true; }
+    void start_tls_after_replies() override {
+        // The reply must already be out: TLS starts after it.
+        CHECK(sent_.ends_with("220 Ready to start TLS\r\n"));
+        ++tls_starts_;
+    }
     std::string process_message(const smtp::Envelope& envelope, std::string& data) override {
         messages.push_back({envelope, data});
         return status;
@@ -77,11 +83,18 @@ class Chat : public asyncore::AsyncChat, private smtp::SessionHost {
     smtp::Session session_;
     std::string sent_;
     bool closing_ = false;
+    int tls_starts_ = 0;
 };
 
 smtp::SessionOptions with_limit(std::size_t limit) {
     auto o = Chat::options_for_test();
     o.data_size_limit = limit;
+    return o;
+}
+
+smtp::SessionOptions with_starttls() {
+    auto o = Chat::options_for_test();
+    o.starttls = true;
     return o;
 }
 
@@ -441,6 +454,48 @@ TEST_SUITE("smtp") {
               ">From me\n>From\n\n");
         CHECK(smtp::format_mbox_entry("<>", "::1", "Subject: y", 0) ==
               "From MAILER-DAEMON Thu Jan  1 00:00:00 1970\nSubject: y\nX-Peer: ::1\n\n");
+    }
+
+    TEST_CASE("STARTTLS is advertised, answered with 220, and resets the session (RFC 3207)") {
+        Chat chat(with_starttls());
+        auto before = chat.sent().size();
+        chat.write_line("EHLO example");
+        CHECK(chat.sent().substr(before) ==
+              "250-mail.example.org\r\n250-SIZE 33554432\r\n250-8BITMIME\r\n250-STARTTLS\r\n"
+              "250 HELP\r\n");
+        REQUIRE(chat.write_line("MAIL From:<eggs@example>") == "250 OK\r\n");
+        CHECK(chat.write_line("STARTTLS") == "220 Ready to start TLS\r\n");
+        CHECK(chat.tls_starts() == 1);
+        CHECK(chat.session().tls());
+        // Everything learnt in clear is forgotten: greeting, extensions, envelope.
+        CHECK(chat.session().seen_greeting().empty());
+        CHECK_FALSE(chat.session().extended_smtp());
+        CHECK(chat.session().envelope().mailfrom.empty());
+        CHECK(chat.write_line("MAIL From:<eggs@example>") == "503 Error: send HELO first\r\n");
+        before = chat.sent().size();
+        chat.write_line("EHLO example");
+        CHECK(chat.sent().substr(before) ==
+              "250-mail.example.org\r\n250-SIZE 33554432\r\n250-8BITMIME\r\n250 HELP\r\n");
+        CHECK(chat.write_line("STARTTLS") == "503 Error: TLS already active\r\n");
+        CHECK(chat.tls_starts() == 1);
+        send_message(chat, "<eggs@example>", "<ham@example>", "Subject: over TLS\r\n\r\nhi\r\n.");
+        CHECK(chat.last() == "250 OK\r\n");
+        REQUIRE(chat.messages.size() == 1);
+        CHECK(chat.messages[0].envelope.mailfrom == "eggs@example");
+    }
+
+    TEST_CASE("STARTTLS with an argument, or not offered, is refused and starts nothing") {
+        Chat offering(with_starttls());
+        CHECK(offering.write_line("STARTTLS now") ==
+              "501 Syntax error (no parameters allowed)\r\n");
+        CHECK(offering.tls_starts() == 0);
+        CHECK_FALSE(offering.session().tls());
+        Chat plain;
+        CHECK(plain.write_line("STARTTLS") == "500 Error: command \"STARTTLS\" not recognized\r\n");
+        CHECK(plain.tls_starts() == 0);
+        auto before = plain.sent().size();
+        plain.write_line("EHLO example");
+        CHECK(plain.sent().substr(before).find("STARTTLS") == std::string::npos);
     }
 
     TEST_CASE("Mailbox appends entries and reports a full disk without keeping a partial entry") {

@@ -8,10 +8,22 @@
 #include <utility>
 
 namespace smtp {
+namespace {
+
+SessionOptions with_starttls(SessionOptions options, bool on) {
+    options.starttls = on;
+    return options;
+}
+
+}  // namespace
 
 SmtpChannel::SmtpChannel(asyncore::Socket sock, const asyncore::Address& peer,
-                         const SessionOptions& options, Mailbox& mailbox, asyncore::ChannelMap& map)
-    : AsyncChat(std::move(sock), map), mailbox_(mailbox), session_(options, peer.host(), *this) {
+                         const SessionOptions& options, Mailbox& mailbox, asyncore::ChannelMap& map,
+                         const asyncore::TlsContext* tls)
+    : AsyncChat(std::move(sock), map),
+      mailbox_(mailbox),
+      tls_(tls),
+      session_(with_starttls(options, tls != nullptr), peer.host(), *this) {
     // The session bounds what it keeps of a line or a message (the command
     // limits, --data-size-limit) and answers a too-long line itself, so
     // AsyncChat's own bound on a record must not close the channel first.
@@ -43,6 +55,19 @@ void SmtpChannel::close_after_replies() {
     close_when_done();
 }
 
+// Called from found_terminator() of the STARTTLS line: AsyncChat drops the
+// rest of that read, and TLS starts once the 220 is written.
+void SmtpChannel::start_tls_after_replies() {
+    start_tls(*tls_, true);
+}
+
+void SmtpChannel::handle_tls_established() {
+    if (plaintext_discarded() == 0) return;
+    log_info(addr().host() + " pipelined " + std::to_string(plaintext_discarded()) +
+                 " bytes after STARTTLS; discarded unread",
+             "info");
+}
+
 // The 250 that follows promises the message is on disk; a failed append has
 // been cut off again and is answered with RFC 5321's texts for 452 (out of
 // space) or 451 (any other local error). The connection stays usable.
@@ -59,8 +84,8 @@ std::string SmtpChannel::process_message(const Envelope& envelope, std::string& 
 }
 
 SmtpServer::SmtpServer(const asyncore::Address& address, SessionOptions options, Mailbox& mailbox,
-                       asyncore::ChannelMap& map)
-    : Dispatcher(map), options_(std::move(options)), mailbox_(mailbox) {
+                       asyncore::ChannelMap& map, std::optional<asyncore::TlsContext> tls)
+    : Dispatcher(map), options_(std::move(options)), mailbox_(mailbox), tls_(std::move(tls)) {
     create_socket(address.family(), SOCK_STREAM);
     set_reuse_addr();
     bind(address);
@@ -68,7 +93,8 @@ SmtpServer::SmtpServer(const asyncore::Address& address, SessionOptions options,
 }
 
 void SmtpServer::handle_accepted(asyncore::Socket sock, const asyncore::Address& addr) {
-    asyncore::make<SmtpChannel>(std::move(sock), addr, options_, mailbox_, map());
+    asyncore::make<SmtpChannel>(std::move(sock), addr, options_, mailbox_, map(),
+                                tls_ ? &*tls_ : nullptr);
 }
 
 std::string local_fqdn() {

@@ -1,13 +1,16 @@
 // smtpd's SMTPChannel and SMTPServer on asyncore-cpp: an AsyncChat per
 // connection running a smtp::Session, and the listening dispatcher that
-// creates them. Accepted messages are appended to a Mailbox.
+// creates them. Accepted messages are appended to a Mailbox. Given a TLS
+// context, the server offers STARTTLS.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 
 #include <asyncore/async_chat.hpp>
 #include <asyncore/dispatcher.hpp>
+#include <asyncore/tls.hpp>
 
 #include "mbox.hpp"
 #include "smtp_session.hpp"
@@ -18,9 +21,11 @@ namespace smtp {
 /// mailbox must outlive it.
 class SmtpChannel : public asyncore::AsyncChat, private SessionHost {
   public:
-    /// Sends the 220 greeting at once.
+    /// Sends the 220 greeting at once. With `tls` (a server context that
+    /// must outlive the channel) the session offers STARTTLS.
     SmtpChannel(asyncore::Socket sock, const asyncore::Address& peer, const SessionOptions& options,
-                Mailbox& mailbox, asyncore::ChannelMap& map);
+                Mailbox& mailbox, asyncore::ChannelMap& map,
+                const asyncore::TlsContext* tls = nullptr);
 
     void collect_incoming_data(std::string_view data) override;
     void found_terminator() override;
@@ -28,6 +33,8 @@ class SmtpChannel : public asyncore::AsyncChat, private SessionHost {
     /// high watermark (a client pipelining commands without reading the
     /// replies), so neither side's memory grows without bound.
     bool readable() override;
+    /// Logs plaintext a client pipelined after STARTTLS (discarded unread).
+    void handle_tls_established() override;
 
     const Session& session() const noexcept { return session_; }
 
@@ -35,24 +42,28 @@ class SmtpChannel : public asyncore::AsyncChat, private SessionHost {
     void send_replies(std::string bytes) override;
     void switch_terminator(std::string_view terminator) override;
     void close_after_replies() override;
+    void start_tls_after_replies() override;
     std::string process_message(const Envelope& envelope, std::string& data) override;
 
     Mailbox& mailbox_;
+    const asyncore::TlsContext* tls_;
     Session session_;
 };
 
 /// smtpd's SMTPServer: listens and gives each connection an SmtpChannel.
 class SmtpServer : public asyncore::Dispatcher {
   public:
-    /// Binds and listens on `address`. Throws std::system_error.
+    /// Binds and listens on `address`. Throws std::system_error. With `tls`
+    /// (a server context) every session offers STARTTLS.
     SmtpServer(const asyncore::Address& address, SessionOptions options, Mailbox& mailbox,
-               asyncore::ChannelMap& map);
+               asyncore::ChannelMap& map, std::optional<asyncore::TlsContext> tls = std::nullopt);
 
     void handle_accepted(asyncore::Socket sock, const asyncore::Address& addr) override;
 
   private:
     SessionOptions options_;
     Mailbox& mailbox_;
+    std::optional<asyncore::TlsContext> tls_;
 };
 
 /// socket.getfqdn() for this host: the canonical name of gethostname() when

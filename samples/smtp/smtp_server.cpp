@@ -1,8 +1,10 @@
 // smtp_server: Python's smtpd on asyncore-cpp, delivering into an mbox file.
 //
 //   smtp_server [--host HOST] [--port PORT] [--mbox PATH]
-//               [--data-size-limit BYTES] [--smtputf8]
+//               [--data-size-limit BYTES] [--smtputf8] [--cert FILE --key FILE]
 //
+// With --cert and --key the server offers STARTTLS (RFC 3207) with that
+// certificate chain and key; see smtp_session.hpp for the replies.
 // Prints "listening on HOST:PORT" once ready. SIGINT and SIGTERM arrive
 // through a signalfd watched by the loop: every channel is closed and the
 // program exits 0.
@@ -14,6 +16,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -29,16 +32,19 @@ struct Config {
     std::uint16_t port = 8025;
     std::string mbox = "smtp_server.mbox";
     smtp::SessionOptions session;
+    std::string cert, key;
 };
 
 const char* const usage =
     "usage: smtp_server [--host HOST] [--port PORT] [--mbox PATH]\n"
-    "                   [--data-size-limit BYTES] [--smtputf8]\n"
+    "                   [--data-size-limit BYTES] [--smtputf8] [--cert FILE --key FILE]\n"
     "  --host HOST             address to listen on (default 127.0.0.1)\n"
     "  --port PORT             port, 0 picks a free one (default 8025)\n"
     "  --mbox PATH             mbox file messages are appended to (default smtp_server.mbox)\n"
     "  --data-size-limit N     largest message in bytes, 0 for none (default 33554432)\n"
-    "  --smtputf8              enable the SMTPUTF8 extension\n";
+    "  --smtputf8              enable the SMTPUTF8 extension\n"
+    "  --cert FILE             offer STARTTLS with this certificate chain (PEM)...\n"
+    "  --key FILE              ...and its private key (PEM)\n";
 
 [[noreturn]] void die(const std::string& message, int code = 2) {
     std::cerr << "smtp_server: " << message << "\n";
@@ -77,6 +83,10 @@ Config parse_args(int argc, char** argv) {
             config.session.data_size_limit = to_number(opt, value(), SIZE_MAX);
         } else if (opt == "--smtputf8") {
             config.session.enable_smtputf8 = true;
+        } else if (opt == "--cert") {
+            config.cert = value();
+        } else if (opt == "--key") {
+            config.key = value();
         } else if (opt == "--help" || opt == "-h") {
             std::cout << usage;
             std::exit(0);
@@ -84,6 +94,7 @@ Config parse_args(int argc, char** argv) {
             die("unknown option " + std::string(opt) + "\n" + usage);
         }
     }
+    if (config.cert.empty() != config.key.empty()) die("--cert and --key go together");
     return config;
 }
 
@@ -138,7 +149,10 @@ int main(int argc, char** argv) {
         int sfd = signal_fd();
         SignalWatcher signals(sfd, map);
         ::close(sfd);  // the watcher holds its own duplicate
-        smtp::SmtpServer server(resolve(config.host, config.port), config.session, mailbox, map);
+        std::optional<asyncore::TlsContext> tls;
+        if (!config.cert.empty()) tls = asyncore::TlsContext::server(config.cert, config.key);
+        smtp::SmtpServer server(resolve(config.host, config.port), config.session, mailbox, map,
+                                std::move(tls));
         std::cout << "listening on " << server.local_address().to_string() << std::endl;
         asyncore::loop(std::chrono::seconds(30), map);
     } catch (const std::exception& e) {

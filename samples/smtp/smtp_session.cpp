@@ -127,10 +127,12 @@ const char* const supported = "Supported commands: EHLO HELO MAIL RCPT DATA RSET
 }  // namespace
 
 const Session::Command Session::commands[] = {
-    {"HELO", &Session::smtp_helo}, {"EHLO", &Session::smtp_ehlo}, {"NOOP", &Session::smtp_noop},
-    {"QUIT", &Session::smtp_quit}, {"HELP", &Session::smtp_help}, {"VRFY", &Session::smtp_vrfy},
-    {"MAIL", &Session::smtp_mail}, {"RCPT", &Session::smtp_rcpt}, {"RSET", &Session::smtp_rset},
-    {"DATA", &Session::smtp_data}, {"EXPN", &Session::smtp_expn},
+    {"HELO", &Session::smtp_helo}, {"EHLO", &Session::smtp_ehlo},
+    {"NOOP", &Session::smtp_noop}, {"QUIT", &Session::smtp_quit},
+    {"HELP", &Session::smtp_help}, {"VRFY", &Session::smtp_vrfy},
+    {"MAIL", &Session::smtp_mail}, {"RCPT", &Session::smtp_rcpt},
+    {"RSET", &Session::smtp_rset}, {"DATA", &Session::smtp_data},
+    {"EXPN", &Session::smtp_expn}, {"STARTTLS", &Session::smtp_starttls},
 };
 
 Session::Session(SessionOptions options, std::string peer, SessionHost& host)
@@ -154,6 +156,7 @@ void Session::reply(std::string_view line) {
 void Session::flush() {
     if (!out_.empty()) host_.send_replies(std::exchange(out_, {}));
     if (quitting_) host_.close_after_replies();
+    if (std::exchange(starting_tls_, false)) host_.start_tls_after_replies();
 }
 
 std::size_t Session::max_command_size() const noexcept {
@@ -249,6 +252,7 @@ void Session::smtp_ehlo(const std::string& arg, bool) {
         reply("250-SMTPUTF8");
         mail_size_limit_ += 10;
     }
+    if (options_.starttls && !tls_) reply("250-STARTTLS");
     reply("250 HELP");
 }
 
@@ -360,6 +364,22 @@ void Session::smtp_data(const std::string& arg, bool) {
 
 void Session::smtp_expn(const std::string&, bool) {
     reply("502 EXPN not implemented");
+}
+
+// RFC 3207 4.2: after the handshake the server "MUST discard any knowledge
+// obtained from the client", the EHLO argument included; the client must
+// EHLO again. The host discards what the client pipelined after this line.
+void Session::smtp_starttls(const std::string& arg, bool) {
+    if (!options_.starttls) return reply("500 Error: command \"STARTTLS\" not recognized");
+    if (tls_) return reply("503 Error: TLS already active");
+    if (!arg.empty()) return reply("501 Syntax error (no parameters allowed)");
+    reply("220 Ready to start TLS");
+    set_rset_state();
+    seen_greeting_.clear();
+    extended_smtp_ = false;
+    mail_size_limit_ = command_size_limit;
+    tls_ = true;
+    starting_tls_ = true;
 }
 
 void remove_dot_stuffing(std::string& data) {

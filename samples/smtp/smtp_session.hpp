@@ -15,6 +15,15 @@
 //     the client's next commands as message text);
 //   - the extended MAIL line limit belongs to the session (smtpd keeps it in
 //     a class attribute that every connection shares and resets).
+//
+// STARTTLS (RFC 3207), which smtpd lacks, when SessionOptions::starttls is
+// set: EHLO advertises it until TLS runs; "STARTTLS" answers "220 Ready to
+// start TLS", asks the host to start TLS after that reply and forgets
+// everything the client said before (the client must EHLO again, RFC 3207
+// 4.2). The error replies use RFC 3207's texts where it has one:
+//   "501 Syntax error (no parameters allowed)"  STARTTLS with an argument
+//   "503 Error: TLS already active"             STARTTLS once TLS runs
+// and smtpd's unknown-command reply when STARTTLS is not offered.
 #pragma once
 
 #include <cstddef>
@@ -38,6 +47,8 @@ struct SessionOptions {
     std::size_t data_size_limit = data_size_default;
     /// Announce SMTPUTF8 and accept MAIL's SMTPUTF8 parameter.
     bool enable_smtputf8 = false;
+    /// Offer STARTTLS: the host can run TLS (SessionHost::start_tls_after_replies).
+    bool starttls = false;
 };
 
 /// Who sent a message to whom, as smtpd passes it to process_message().
@@ -58,6 +69,10 @@ class SessionHost {
     virtual void switch_terminator(std::string_view terminator) = 0;
     /// Closes the connection once everything pushed has been sent.
     virtual void close_after_replies() = 0;
+    /// Starts TLS (server side) once everything pushed has been sent. Input
+    /// that followed the STARTTLS line in clear must be discarded, never
+    /// taken as if it came over TLS (RFC 3207 section 5).
+    virtual void start_tls_after_replies() = 0;
     /// smtpd's process_message: `data` is the message with dot-stuffing
     /// removed and lines joined by "\n" (the host may consume it). Returns ""
     /// to answer "250 OK", or the reply line to send instead.
@@ -89,6 +104,8 @@ class Session {
     const Envelope& envelope() const noexcept { return envelope_; }
     /// True once QUIT was answered: later input is ignored.
     bool quitting() const noexcept { return quitting_; }
+    /// True once STARTTLS was answered with 220: the rest runs over TLS.
+    bool tls() const noexcept { return tls_; }
     /// Bytes held for the line or message being received.
     std::size_t buffered_bytes() const noexcept { return received_.size(); }
 
@@ -120,6 +137,7 @@ class Session {
     void smtp_rset(const std::string& arg, bool has_arg);
     void smtp_data(const std::string& arg, bool has_arg);
     void smtp_expn(const std::string& arg, bool has_arg);
+    void smtp_starttls(const std::string& arg, bool has_arg);
     bool check_mail_params(std::vector<std::string> params, const std::string& syntaxerr);
 
     SessionOptions options_;
@@ -129,6 +147,8 @@ class Session {
     std::string seen_greeting_;
     bool extended_smtp_ = false;
     bool quitting_ = false;
+    bool tls_ = false;
+    bool starting_tls_ = false;  ///< start TLS after the replies being flushed
     std::size_t mail_size_limit_ = command_size_limit;  ///< MAIL's line limit after EHLO
     std::size_t num_bytes_ = 0;  ///< bytes collected for the current line or message
     std::string received_;       ///< the current line or message, up to the limit
