@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # chat: chat_server with two chat_client terminals, alice and bob, talking
-# for about two seconds; prints what each of them saw.
+# for about two seconds; prints what each of them saw. Then the same over
+# TLS (chat_server --tls, chat_client --tls --cafile) with a throwaway CA.
 set -euo pipefail
 build=$(cd "${1:?usage: demo.sh BUILD_DIR}" && pwd)
 bin="$build/samples/chat"
@@ -12,13 +13,18 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$bin/chat_server" --port 0 >"$out/server.log" &
-server_pid=$!
-for _ in $(seq 50); do
-    grep -q '^listening on' "$out/server.log" && break
-    sleep 0.1
-done
-port=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$out/server.log")
+# Starts chat_server with the given options; sets server_pid and port.
+start_server() {
+    "$bin/chat_server" --port 0 "$@" >"$out/server.log" &
+    server_pid=$!
+    for _ in $(seq 50); do
+        grep -q '^listening on' "$out/server.log" && break
+        sleep 0.1
+    done
+    port=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$out/server.log")
+}
+
+start_server
 echo "chat_server listening on 127.0.0.1:$port"
 
 { echo "/nick alice"; sleep 0.5; echo "hi bob"; sleep 1.5; echo "/quit"; sleep 1; } |
@@ -36,4 +42,33 @@ echo "--- bob's terminal:"
 sed 's/^/    /' "$out/bob.txt"
 kill -TERM "$server_pid"
 wait "$server_pid" && echo "chat_server exited 0 on SIGTERM"
+server_pid=
+
+(
+    cd "$out"
+    ec=(-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes)
+    openssl req -x509 "${ec[@]}" -keyout ca.key -out ca.pem -days 1 -subj "/CN=demo CA" \
+        -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign
+    openssl req "${ec[@]}" -keyout server.key -out server.csr -subj /CN=localhost
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >ext.cnf
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 \
+        -extfile ext.cnf -out server.pem
+) >/dev/null 2>&1
+start_server --tls --cert "$out/server.pem" --key "$out/server.key"
+echo
+echo "chat_server --tls listening on 127.0.0.1:$port (a throwaway CA in ca.pem)"
+tls_client=("$bin/chat_client" --port "$port" --tls --cafile "$out/ca.pem")
+{ echo "/nick carol"; sleep 0.4; echo "hello dave, over TLS"; sleep 0.4; } |
+    timeout 10 "${tls_client[@]}" >"$out/carol.txt" 2>/dev/null &
+carol=$!
+sleep 0.2
+{ echo "/nick dave"; sleep 0.6; } | timeout 10 "${tls_client[@]}" >"$out/dave.txt" 2>/dev/null &
+dave=$!
+wait "$carol" "$dave" || true
+echo "--- dave's terminal:"
+sed 's/^/    /' "$out/dave.txt"
+echo "--- chat_client --tls trusting only the system CA store:"
+echo hi | timeout 10 "$bin/chat_client" --port "$port" --tls 2>&1 | sed 's/^/    /' || true
+kill -TERM "$server_pid"
+wait "$server_pid" && echo "chat_server --tls exited 0 on SIGTERM"
 server_pid=
