@@ -47,39 +47,51 @@ class BenchError(Exception):
 # Contenders and loads
 
 
+def find_binary(build, paths):
+    """The first executable of paths (relative to the build directory).
+    Samples live in a folder per area (samples/echo/echo_server), but a
+    sample built straight into samples/ is found as well."""
+    for rel in paths:
+        path = os.path.join(build, rel)
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    return None
+
+
 @dataclass
 class Contender:
     name: str
-    binary: str = ""  # relative to the build directory
+    binaries: tuple = ()  # candidate paths relative to the build directory
     script: str = ""  # a Python server beside this file
     about: str = ""
 
     def command(self, build, python):
         if self.script:
             return [python, "-W", "ignore", os.path.join(HERE, self.script)]
-        return [os.path.join(build, self.binary)]
+        return [find_binary(build, self.binaries)]
 
     def missing(self, build, python):
         """Why this contender cannot run, or None."""
         if self.script:
             return None if python else "no Python with asyncore (3.11 or older) found"
-        path = os.path.join(build, self.binary)
-        if os.access(path, os.X_OK):
+        if find_binary(build, self.binaries):
             return None
-        return f"{self.binary} not built in {build}"
+        return f"none of {', '.join(self.binaries)} is built in {build}"
 
 
 CONTENDERS = [
-    Contender("raw_libevent", "tests/bench/raw_libevent_echo",
+    Contender("raw_libevent", ("tests/bench/raw_libevent_echo",),
               about="minimal raw libevent: the floor"),
-    Contender("asio", "tests/bench/asio_echo", about="standalone asio, C++20 coroutines"),
-    Contender("bufferevent", "tests/bench/bufferevent_echo", about="libevent bufferevents"),
+    Contender("asio", ("tests/bench/asio_echo",), about="standalone asio, C++20 coroutines"),
+    Contender("bufferevent", ("tests/bench/bufferevent_echo",), about="libevent bufferevents"),
     Contender("python_asyncore", script="asyncore_echo.py",
               about="Python 3.11 asyncore, dispatcher_with_send"),
-    Contender("echo_server", "samples/echo_server", about="asyncore-cpp Dispatcher"),
-    Contender("task_echo_server", "tests/bench/task_echo_server",
+    Contender("echo_server", ("samples/echo/echo_server", "samples/echo_server"),
+              about="asyncore-cpp Dispatcher"),
+    Contender("task_echo_server", ("tests/bench/task_echo_server",),
               about="asyncore-cpp Task + AsyncSocket"),
 ]
+RESP_SERVER = ("samples/resp/resp_server", "samples/resp_server")
 
 
 @dataclass
@@ -508,8 +520,8 @@ def redis_benchmark(cfg, port, pipeline, requests):
 
 
 def redis_section(cfg, logdir):
-    resp = os.path.join(cfg.build, "samples/resp_server")
-    if not os.access(resp, os.X_OK):
+    resp = find_binary(cfg.build, RESP_SERVER)
+    if not resp:
         return None, "resp_server not built: skipped the redis-benchmark section"
     if not (shutil.which("redis-server") and shutil.which("redis-benchmark")):
         return None, "redis-server or redis-benchmark not installed: skipped"
