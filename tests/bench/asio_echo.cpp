@@ -35,7 +35,7 @@ asio::awaitable<void> echo(tcp::socket socket) {
     }
 }
 
-asio::awaitable<void> listen(tcp::acceptor& acceptor) {
+asio::awaitable<void> accept_loop(tcp::acceptor& acceptor) {
     for (;;) {
         tcp::socket socket = co_await acceptor.async_accept(asio::use_awaitable);
         asio::co_spawn(acceptor.get_executor(), echo(std::move(socket)), asio::detached);
@@ -52,7 +52,7 @@ int main(int argc, char** argv) {
         tcp::acceptor acceptor(ctx, tcp::endpoint(asio::ip::make_address(args.host), port));
         asio::signal_set signals(ctx, SIGINT, SIGTERM);
         signals.async_wait([&](const std::error_code&, int) { ctx.stop(); });
-        asio::co_spawn(ctx, listen(acceptor), asio::detached);
+        asio::co_spawn(ctx, accept_loop(acceptor), asio::detached);
         bench::announce(args.host, acceptor.local_endpoint().port());
         ctx.run();
     } catch (const std::exception& e) {
