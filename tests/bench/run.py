@@ -1,0 +1,814 @@
+#!/usr/bin/env python3
+"""Side-by-side echo benchmarks: asyncore-cpp against raw libevent, asio,
+libevent bufferevents and Python's asyncore, then resp_server against
+redis-server, then memory per idle connection.
+
+    python3 tests/bench/run.py --build build/release [--only NAME[,NAME]]
+        [--rounds R] [--duration S] [--quick]
+
+Every contender runs the same loads, interleaved round by round, with the
+server pinned to one core and the load generator to the other. Each
+measurement starts a fresh server. Traffic goes to 127.0.0.1 only; every
+child process is killed on exit and every wait has a deadline.
+
+See README.md beside this file for what each row measures and its caveats.
+"""
+
+import argparse
+import json
+import os
+import re
+import resource
+import selectors
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+HOST = "127.0.0.1"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+BASELINE = "raw_libevent"
+NOISY = 0.05  # share of the machine's CPU time used by others that makes a run noisy
+LISTENING = re.compile(r"^listening on (\S+):(\d+)$", re.M)
+
+
+class BenchError(Exception):
+    """One measurement failed; the run goes on and reports it."""
+
+
+# ---------------------------------------------------------------------------
+# Contenders and loads
+
+
+def find_binary(build, paths):
+    """The first executable of paths (relative to the build directory).
+    Samples live in a folder per area (samples/echo/echo_server), but a
+    sample built straight into samples/ is found as well."""
+    for rel in paths:
+        path = os.path.join(build, rel)
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    return None
+
+
+@dataclass
+class Contender:
+    name: str
+    binaries: tuple = ()  # candidate paths relative to the build directory
+    script: str = ""  # a Python server beside this file
+    about: str = ""
+
+    def command(self, build, python):
+        if self.script:
+            return [python, "-W", "ignore", os.path.join(HERE, self.script)]
+        return [find_binary(build, self.binaries)]
+
+    def missing(self, build, python):
+        """Why this contender cannot run, or None."""
+        if self.script:
+            return None if python else "no Python with asyncore (3.11 or older) found"
+        if find_binary(build, self.binaries):
+            return None
+        return f"none of {', '.join(self.binaries)} is built in {build}"
+
+
+CONTENDERS = [
+    Contender("raw_libevent", ("tests/bench/raw_libevent_echo",),
+              about="minimal raw libevent: the floor"),
+    Contender("asio", ("tests/bench/asio_echo",), about="standalone asio, C++20 coroutines"),
+    Contender("bufferevent", ("tests/bench/bufferevent_echo",), about="libevent bufferevents"),
+    Contender("python_asyncore", script="asyncore_echo.py",
+              about="Python 3.11 asyncore, dispatcher_with_send"),
+    Contender("echo_server", ("samples/echo/echo_server", "samples/echo_server"),
+              about="asyncore-cpp Dispatcher"),
+    Contender("task_echo_server", ("tests/bench/task_echo_server",),
+              about="asyncore-cpp Task + AsyncSocket"),
+]
+RESP_SERVER = ("samples/resp/resp_server", "samples/resp_server")
+
+
+@dataclass
+class Load:
+    key: str
+    label: str
+    conns: int
+    size: int
+    pipeline: int
+    idle: int = 0
+    settle: float = 0.0  # extra warm-up, seconds
+
+
+def make_loads(idle):
+    # After ten thousand connects the kernel keeps its workers busy for a
+    # second or so (kworker time, measured here): with a 0.5 s warm-up every
+    # server, raw libevent included, lost a third of its throughput to that,
+    # which says nothing about the server. Hence the extra settling time.
+    return [
+        Load("pingpong", "50 x 64 B ping-pong", 50, 64, 1),
+        Load("pipelined", "50 x 64 B, 16 in flight", 50, 64, 16),
+        Load("idle", f"ping-pong + {idle:,} idle", 50, 64, 1, idle, settle=1.0),
+    ]
+
+
+# ---------------------------------------------------------------------------
+# Processes: every child is registered so that one finally clause kills them.
+
+CHILDREN = []
+
+
+def raise_nofile():
+    """preexec_fn: lift the soft descriptor limit to the hard one."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def spawn(argv, cpu, **kwargs):
+    if cpu is not None:
+        argv = ["taskset", "-c", str(cpu)] + argv
+    proc = subprocess.Popen(argv, preexec_fn=raise_nofile, start_new_session=True,
+                            stdin=subprocess.DEVNULL, **kwargs)
+    CHILDREN.append(proc)
+    return proc
+
+
+def kill(proc, grace=5.0):
+    """Stops proc: SIGTERM, then SIGKILL after grace seconds. Returns its status."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=grace)
+        except ProcessLookupError:
+            pass
+    if proc in CHILDREN:
+        CHILDREN.remove(proc)
+    return proc.wait(timeout=grace)
+
+
+def kill_all():
+    for proc in list(CHILDREN):
+        try:
+            kill(proc, grace=2.0)
+        except Exception:  # noqa: BLE001 - best effort on the way out
+            pass
+
+
+def wait_for(predicate, timeout, step=0.05):
+    """Polls predicate until it holds or timeout seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return False
+
+
+def tail(path, lines=5):
+    try:
+        with open(path, errors="replace") as f:
+            return " | ".join(f.read().strip().splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+class Server:
+    """A contender started with the samples' CLI contract."""
+
+    def __init__(self, argv, cpu, logdir, name):
+        self.name = name
+        self.out_path = os.path.join(logdir, f"{name}.out")
+        self.err_path = os.path.join(logdir, f"{name}.err")
+        # Files, not pipes: a server that logs a line per reset connection
+        # must never block on a pipe nobody reads.
+        with open(self.out_path, "w") as out, open(self.err_path, "w") as err:
+            self.proc = spawn(argv + ["--host", HOST, "--port", "0"], cpu,
+                              stdout=out, stderr=err)
+        self.pid = self.proc.pid
+        try:
+            self.port = self._wait_listening(deadline=time.monotonic() + 15)
+        except BenchError:
+            kill(self.proc)
+            raise
+
+    def _wait_listening(self, deadline):
+        while time.monotonic() < deadline:
+            with open(self.out_path, errors="replace") as f:
+                m = LISTENING.search(f.read())
+            if m:
+                return int(m.group(2))
+            if self.proc.poll() is not None:
+                raise BenchError(f"{self.name} exited with {self.proc.returncode} before "
+                                 f"listening: {tail(self.err_path)}")
+            time.sleep(0.02)
+        raise BenchError(f"{self.name} printed no 'listening on HOST:PORT' within 15 s")
+
+    def stop(self):
+        """Stops the server; returns a note if it broke the exit contract."""
+        if self.proc.poll() is not None:
+            return f"{self.name} died during a run (status {self.proc.returncode})"
+        status = kill(self.proc)
+        if status != 0:
+            return f"{self.name} exited with status {status} on SIGTERM, not 0"
+        return None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        note = self.stop()
+        if note:
+            NOTES.add(note)
+
+
+NOTES = set()
+
+
+# ---------------------------------------------------------------------------
+# /proc readings
+
+
+def read_proc(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError as e:  # the process is gone
+        raise BenchError(f"cannot read {path}: {e.strerror}") from None
+
+
+def cpu_ticks(pid):
+    """(utime, stime) of pid in clock ticks, all threads included."""
+    fields = read_proc(f"/proc/{pid}/stat").rsplit(")", 1)[1].split()
+    return int(fields[11]), int(fields[12])
+
+
+def machine_ticks():
+    """(busy, total) clock ticks of all CPUs together, from /proc/stat.
+    Stolen time counts as busy: the hypervisor gave that time to another guest."""
+    with open("/proc/stat") as f:
+        user, nice, system, idle, iowait, irq, softirq, steal = map(int, f.readline().split()[1:9])
+    busy = user + nice + system + irq + softirq + steal
+    return busy, busy + idle + iowait
+
+
+def snapshot(server_pid, loadgen_pid):
+    """Everything sampled at a window boundary: the server's (user, system)
+    ticks, and the ticks that neither the server, the load generator nor
+    this script spent, to tell a quiet machine from a shared one."""
+    server = cpu_ticks(server_pid)
+    ours = sum(server) + sum(cpu_ticks(loadgen_pid)) + sum(cpu_ticks(os.getpid()))
+    busy, total = machine_ticks()
+    return server, busy - ours, total
+
+
+def rss_bytes(pid):
+    return int(read_proc(f"/proc/{pid}/statm").split()[1]) * PAGE_SIZE
+
+
+def fd_count(pid):
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError as e:
+        raise BenchError(f"cannot list /proc/{pid}/fd: {e.strerror}") from None
+
+
+# ---------------------------------------------------------------------------
+# The load generator
+
+
+def loadgen_argv(cfg, port, load, duration, warmup):
+    return [os.path.join(cfg.build, "tests/bench/loadgen"), "--host", HOST, "--port", str(port),
+            "--conns", str(load.conns), "--size", str(load.size), "--pipeline",
+            str(load.pipeline), "--idle", str(load.idle), "--duration", str(duration),
+            "--warmup", str(warmup), "--connect-timeout", "30"]
+
+
+def run_loadgen(argv, cpu, server_pid, timeout):
+    """Runs loadgen to completion; samples the server's CPU time when loadgen
+    says the measured window starts and ends. Returns (result, cpu delta)."""
+    proc = spawn(argv, cpu, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+    out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
+    lines = {out_fd: [], err_fd: []}
+    partial = {fd: b"" for fd in lines}
+    marks = {}
+    deadline = time.monotonic() + timeout
+    sel = selectors.DefaultSelector()
+    for fd in lines:
+        sel.register(fd, selectors.EVENT_READ)
+    try:
+        while sel.get_map():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise BenchError(f"loadgen still running after {timeout:.0f} s")
+            for key, _ in sel.select(timeout=min(left, 1.0)):
+                # Raw reads, not readline(): a buffered reader could sit on a
+                # marker that select() no longer reports, and the CPU sample
+                # must be taken the moment the marker arrives.
+                chunk = os.read(key.fd, 65536)
+                if not chunk:
+                    sel.unregister(key.fd)
+                    continue
+                *done, partial[key.fd] = (partial[key.fd] + chunk).split(b"\n")
+                for line in done:
+                    text = line.decode(errors="replace")
+                    lines[key.fd].append(text)
+                    if text in ("loadgen: measuring", "loadgen: done"):
+                        marks[text.split()[1]] = snapshot(server_pid, proc.pid)
+        status = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+    finally:
+        sel.close()
+        kill(proc)
+        proc.stdout.close()
+        proc.stderr.close()
+    return parse_loadgen(lines[out_fd], lines[err_fd], status, marks)
+
+
+def parse_loadgen(out, err, status, marks):
+    markers = {f"loadgen: {m}" for m in ("connected", "measuring", "done")}
+    errors = " | ".join(line for line in err if line not in markers)
+    if status != 0 or not out:
+        raise BenchError(f"loadgen exited with {status}: {errors or 'no output'}")
+    result = json.loads(out[-1])
+    if "measuring" not in marks or "done" not in marks:
+        raise BenchError("loadgen never reported its measured window")
+    (u0, s0), other0, total0 = marks["measuring"]
+    (u1, s1), other1, total1 = marks["done"]
+    result["other_cpu"] = max(0, other1 - other0) / max(1, total1 - total0)
+    return result, (u1 - u0, s1 - s0)
+
+
+# ---------------------------------------------------------------------------
+# Section 1: echo throughput, latency and CPU per message
+
+
+@dataclass
+class Sample:
+    msgs_per_s: float
+    p99_us: float
+    msgs: int
+    user_ticks: int
+    sys_ticks: int
+    other_cpu: float  # share of the machine used by other processes meanwhile
+
+
+@dataclass
+class Row:
+    samples: dict = field(default_factory=dict)  # round -> Sample
+    failures: list = field(default_factory=list)
+
+
+def measure(cfg, contender, load, logdir):
+    cmd = contender.command(cfg.build, cfg.python)
+    with Server(cmd, cfg.server_cpu, logdir, contender.name) as server:
+        warmup = cfg.warmup + load.settle
+        argv = loadgen_argv(cfg, server.port, load, cfg.duration, warmup)
+        result, (user, system) = run_loadgen(argv, cfg.client_cpu, server.pid,
+                                             timeout=cfg.duration + warmup + 90)
+    if result["msgs"] == 0:
+        raise BenchError("no message was echoed in the measured window")
+    return Sample(result["msgs_per_s"], result["p99_us"], result["msgs"], user, system,
+                  result["other_cpu"])
+
+
+def prime(cfg, contender, logdir):
+    """One unrecorded run first: a virtual CPU that has been idle runs the
+    first second of load markedly slower, which would penalise whichever
+    contender happens to go first."""
+    progress("priming the machine")
+    try:
+        measure(cfg, contender, Load("prime", "prime", 50, 64, 1), logdir)
+    except BenchError as e:
+        NOTES.add(f"priming run failed: {e}")
+
+
+def throughput_section(cfg, contenders, loads, logdir):
+    rows = {(c.name, l.key): Row() for c in contenders for l in loads}
+    prime(cfg, contenders[0], logdir)
+    for rnd in range(cfg.rounds):
+        # Rotating the order each round spreads any drift (thermal, page
+        # cache, a noisy neighbour) evenly over the contenders.
+        order = contenders[rnd % len(contenders):] + contenders[:rnd % len(contenders)]
+        for load in loads:
+            for c in order:
+                progress(f"round {rnd + 1}/{cfg.rounds}: {c.name:<17} {load.label}")
+                row = rows[(c.name, load.key)]
+                try:
+                    row.samples[rnd] = measure(cfg, c, load, logdir)
+                except BenchError as e:
+                    row.failures.append(f"round {rnd + 1}: {e}")
+    progress("")
+    return rows
+
+
+def paired_ratio(rows, a, b, attr="msgs_per_s"):
+    """Median over rounds of a/b, pairing the samples of the same round."""
+    ra, rb = rows.get(a), rows.get(b)
+    if not ra or not rb:
+        return None
+    ratios = [getattr(ra.samples[r], attr) / getattr(rb.samples[r], attr)
+              for r in ra.samples if r in rb.samples and getattr(rb.samples[r], attr) > 0]
+    return statistics.median(ratios) if ratios else None
+
+
+def summarize(rows, contenders, loads):
+    table = []
+    for c in contenders:
+        for l in loads:
+            row = rows[(c.name, l.key)]
+            entry = {"contender": c.name, "load": l.label, "key": l.key,
+                     "rounds": len(row.samples), "failures": row.failures}
+            if row.samples:
+                s = list(row.samples.values())
+                msgs = sum(x.msgs for x in s)
+                entry.update(
+                    msgs_per_s=statistics.median(x.msgs_per_s for x in s),
+                    p99_us=statistics.median(x.p99_us for x in s),
+                    ratio=paired_ratio(rows, (c.name, l.key), (BASELINE, l.key)),
+                    p99_ratio=paired_ratio(rows, (c.name, l.key), (BASELINE, l.key), "p99_us"),
+                    # Pooled over rounds, not a median: the kernel samples
+                    # user/system time per tick, so the small user share of a
+                    # single short window is noisy.
+                    user_us=sum(x.user_ticks for x in s) * 1e6 / CLK_TCK / msgs,
+                    sys_us=sum(x.sys_ticks for x in s) * 1e6 / CLK_TCK / msgs,
+                    idle_self=(paired_ratio(rows, (c.name, "idle"), (c.name, "pingpong"))
+                               if l.key == "idle" else None),
+                    other_cpu=[round(x.other_cpu, 3) for x in s])
+            table.append(entry)
+    return table
+
+
+def fmt(value, spec, width):
+    return f"{'-' if value is None else format(value, spec):>{width}}"
+
+
+def print_throughput(table):
+    print(f"{'contender':<17} {'load':<26} {'msgs/s':>10} {'p99 us':>8} {'ratio':>6} "
+          f"{'p99 x':>6} {'user us/msg':>11} {'sys us/msg':>10} {'idle/self':>9}")
+    for e in table:
+        head = f"{e['contender']:<17} {e['load']:<26}"
+        if "msgs_per_s" not in e:
+            print(f"{head} {'FAILED':>10}  ({e['failures'][0] if e['failures'] else ''})")
+            continue
+        print(f"{head} {e['msgs_per_s']:>10,.0f} {e['p99_us']:>8.0f} "
+              f"{fmt(e['ratio'], '.2f', 6)} {fmt(e['p99_ratio'], '.2f', 6)} "
+              f"{e['user_us']:>11.2f} {e['sys_us']:>10.2f} {fmt(e['idle_self'], '.2f', 9)}")
+
+
+# ---------------------------------------------------------------------------
+# Section 2: resp_server against redis-server under redis-benchmark
+
+
+def free_port():
+    """An ephemeral port for redis-server, which cannot pick its own and say
+    which. Another process could take it before redis binds: unlikely on a
+    benchmark machine, and it would show as a start-up failure, not a figure."""
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def start_redis(cfg, logdir):
+    port = free_port()
+    log = open(os.path.join(logdir, "redis-server.log"), "w")
+    proc = spawn(["redis-server", "--port", str(port), "--bind", HOST, "--save", "",
+                  "--appendonly", "no", "--daemonize", "no"], cfg.server_cpu,
+                 stdout=log, stderr=subprocess.STDOUT)
+    log.close()
+    if not wait_for(lambda: proc.poll() is not None or accepts(port), timeout=15):
+        kill(proc)
+        raise BenchError("redis-server did not accept connections within 15 s")
+    if proc.poll() is not None:
+        kill(proc)
+        raise BenchError(f"redis-server exited with {proc.returncode}: {tail(log.name)}")
+    return proc, port
+
+
+def accepts(port):
+    try:
+        socket.create_connection((HOST, port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+REQUESTS = re.compile(r"^([A-Z_]+): ([\d.]+) requests per second", re.M)
+
+
+def redis_benchmark(cfg, port, pipeline, requests):
+    argv = ["redis-benchmark", "-h", HOST, "-p", str(port), "-t", "ping,set,get", "-c", "50",
+            "-n", str(requests), "-P", str(pipeline), "-q"]
+    proc = spawn(argv, cfg.client_cpu, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        out, _ = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        raise BenchError("redis-benchmark still running after 60 s") from None
+    finally:
+        kill(proc)
+    text = out.decode(errors="replace").replace("\r", "\n")
+    found = {m.group(1): float(m.group(2)) for m in REQUESTS.finditer(text)}
+    if not found:
+        raise BenchError(f"redis-benchmark reported nothing: {text.strip()[-200:]}")
+    return found
+
+
+def redis_section(cfg, logdir):
+    resp = find_binary(cfg.build, RESP_SERVER)
+    if not resp:
+        return None, "resp_server not built: skipped the redis-benchmark section"
+    if not (shutil.which("redis-server") and shutil.which("redis-benchmark")):
+        return None, "redis-server or redis-benchmark not installed: skipped"
+    results = {}  # (server, pipeline, test) -> [requests/s per round]
+    redis_proc, redis_port = start_redis(cfg, logdir)
+    try:
+        with Server([resp], cfg.server_cpu, logdir, "resp_server") as ours:
+            targets = [("redis-server", redis_port), ("resp_server", ours.port)]
+            for rnd in range(cfg.redis_rounds):
+                for pipeline in (1, 16):
+                    n = cfg.redis_requests * (5 if pipeline > 1 else 1)
+                    for name, port in (targets if rnd % 2 == 0 else targets[::-1]):
+                        progress(f"redis round {rnd + 1}: {name} -P {pipeline}")
+                        for test, rps in redis_benchmark(cfg, port, pipeline, n).items():
+                            results.setdefault((name, pipeline, test), []).append(rps)
+    finally:
+        kill(redis_proc)
+        progress("")
+    return results, None
+
+
+def print_redis(results):
+    known = ["PING_INLINE", "PING_MBULK", "SET", "GET"]
+    tests = sorted({t for (_, _, t) in results},
+                   key=lambda t: (known.index(t) if t in known else len(known), t))
+    print(f"{'test':<12} {'-P':>3} {'redis-server req/s':>19} {'resp_server req/s':>18} "
+          f"{'ratio':>6}")
+    rows = []
+    for pipeline in (1, 16):
+        for test in tests:
+            theirs = results.get(("redis-server", pipeline, test))
+            ours = results.get(("resp_server", pipeline, test))
+            ratio = None
+            if theirs and ours:
+                ratio = statistics.median(o / t for o, t in zip(ours, theirs))
+            rows.append({"test": test, "pipeline": pipeline, "ratio": ratio,
+                         "redis": theirs and statistics.median(theirs),
+                         "resp": ours and statistics.median(ours)})
+            print(f"{test:<12} {pipeline:>3} {fmt(rows[-1]['redis'], ',.0f', 19)} "
+                  f"{fmt(rows[-1]['resp'], ',.0f', 18)} {fmt(ratio, '.2f', 6)}")
+    return rows
+
+
+# ---------------------------------------------------------------------------
+# Section 3: memory per idle connection
+
+
+def settle_rss(pid, timeout=3.0):
+    """RSS once it stops growing (two equal readings 100 ms apart)."""
+    last = rss_bytes(pid)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        now = rss_bytes(pid)
+        if now == last:
+            break
+        last = now
+    return last
+
+
+def memory_one(cfg, contender, logdir):
+    cmd = contender.command(cfg.build, cfg.python)
+    lg_bin = os.path.join(cfg.build, "tests/bench/loadgen")
+    with Server(cmd, cfg.server_cpu, logdir, contender.name) as server:
+        # One short exchange first, so the baseline already holds whatever
+        # the first connection initialises lazily (buffers, pools, code).
+        warm = Load("warm", "warm", 1, 64, 1)
+        run_loadgen(loadgen_argv(cfg, server.port, warm, 0.2, 0), cfg.client_cpu, server.pid, 30)
+        base_rss, base_fds = settle_rss(server.pid), fd_count(server.pid)
+        hold = spawn([lg_bin, "--host", HOST, "--port", str(server.port), "--conns", "0",
+                      "--idle", str(cfg.idle), "--duration", "120", "--warmup", "0",
+                      "--connect-timeout", "30"], cfg.client_cpu,
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            if not wait_for(lambda: fd_count(server.pid) >= base_fds + cfg.idle or
+                            hold.poll() is not None, timeout=60):
+                raise BenchError(f"server did not accept {cfg.idle} connections in 60 s")
+            if hold.poll() is not None:
+                raise BenchError(f"loadgen exited with {hold.returncode} while connecting")
+            rss = settle_rss(server.pid)
+        finally:
+            kill(hold)
+    return {"contender": contender.name, "base_rss": base_rss, "rss": rss,
+            "per_conn": (rss - base_rss) / cfg.idle}
+
+
+def memory_section(cfg, contenders, logdir):
+    rows = []
+    for c in contenders:
+        progress(f"memory: {c.name} with {cfg.idle:,} idle connections")
+        try:
+            rows.append(memory_one(cfg, c, logdir))
+        except BenchError as e:
+            rows.append({"contender": c.name, "error": str(e)})
+    progress("")
+    return rows
+
+
+def print_memory(rows, idle):
+    print(f"{'contender':<17} {'baseline RSS':>13} {f'RSS, {idle:,} idle':>17} "
+          f"{'bytes/conn':>11}")
+    for r in rows:
+        if "error" in r:
+            print(f"{r['contender']:<17} {'FAILED':>13}  ({r['error']})")
+            continue
+        print(f"{r['contender']:<17} {r['base_rss'] / 2**20:>10.1f} MiB "
+              f"{r['rss'] / 2**20:>13.1f} MiB {r['per_conn']:>11,.0f}")
+
+
+# ---------------------------------------------------------------------------
+# Set-up and main
+
+
+def progress(text):
+    """One self-overwriting status line on a terminal; nothing otherwise."""
+    if sys.stderr.isatty():
+        sys.stderr.write(f"\r\033[K{text}")
+        sys.stderr.flush()
+
+
+def find_python():
+    """An interpreter that still has asyncore (removed in Python 3.12)."""
+    for cand in [sys.executable, shutil.which("python3.11"), shutil.which("python3")]:
+        if cand and subprocess.run([cand, "-W", "ignore", "-c", "import asyncore"],
+                                   capture_output=True, timeout=30).returncode == 0:
+            return cand
+    return None
+
+
+def pick_cpus():
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        NOTES.add("fewer than two CPUs available: server and load generator are not pinned")
+        return None, None
+    # The load generator and this script share one core; the server has the
+    # other to itself, so its CPU time is its own.
+    return cpus[1], cpus[0]
+
+
+def fit_idle(wanted, conns):
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    room = (hard if hard != resource.RLIM_INFINITY else 1 << 20) - conns - 64
+    if wanted > room:
+        NOTES.add(f"RLIMIT_NOFILE hard limit is {hard}: idle connections cut to {room}")
+        return room
+    return wanted
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--build", required=True, help="meson build directory, e.g. build/release")
+    p.add_argument("--only", default="", help="comma-separated contenders to run "
+                   f"({BASELINE} always runs too: it is every ratio's reference)")
+    p.add_argument("--load", default="", help="comma-separated loads: pingpong,pipelined,idle")
+    p.add_argument("--sections", default="throughput,redis,memory")
+    p.add_argument("--rounds", type=int, help="interleaved rounds (default 4, --quick 2)")
+    p.add_argument("--duration", type=float, help="measured seconds per run (default 1.5)")
+    p.add_argument("--warmup", type=float, help="warm-up seconds per run (default 0.5)")
+    p.add_argument("--idle", type=int, default=10000, help="idle connections (default 10000)")
+    p.add_argument("--quick", action="store_true", help="a short sanity run (~30 s)")
+    p.add_argument("--json", help="also write the results here "
+                   "(default: tests/bench/results/bench-TIMESTAMP.json)")
+    cfg = p.parse_args()
+    cfg.rounds = cfg.rounds or (2 if cfg.quick else 4)
+    cfg.duration = cfg.duration or (0.5 if cfg.quick else 1.5)
+    cfg.warmup = cfg.warmup if cfg.warmup is not None else (0.2 if cfg.quick else 0.5)
+    cfg.redis_rounds = 1 if cfg.quick else 2
+    cfg.redis_requests = 20000 if cfg.quick else 50000
+    cfg.build = os.path.abspath(cfg.build)
+    return cfg
+
+
+def select_contenders(cfg):
+    wanted = {n for n in cfg.only.split(",") if n}
+    unknown = wanted - {c.name for c in CONTENDERS}
+    if unknown:
+        sys.exit(f"run.py: unknown contender(s): {', '.join(sorted(unknown))}")
+    chosen = []
+    for c in CONTENDERS:
+        if wanted and c.name not in wanted and c.name != BASELINE:
+            continue
+        why = c.missing(cfg.build, cfg.python)
+        if why:
+            NOTES.add(f"skipped {c.name}: {why}")
+        else:
+            chosen.append(c)
+    return chosen
+
+
+def busy_share(seconds=1.0):
+    """Share of the machine's CPU time in use while this script waits."""
+    busy0, total0 = machine_ticks()
+    time.sleep(seconds)
+    busy1, total1 = machine_ticks()
+    return (busy1 - busy0) / max(1, total1 - total0)
+
+
+def machine_line():
+    model = "unknown CPU"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return f"{model}, {os.cpu_count()} CPUs, Linux {os.uname().release}"
+
+
+def main():
+    cfg = parse_args()
+    if not os.access(os.path.join(cfg.build, "tests/bench/loadgen"), os.X_OK):
+        sys.exit(f"run.py: {cfg.build}/tests/bench/loadgen not found: build with -Dbench=true")
+    cfg.python = find_python()
+    cfg.server_cpu, cfg.client_cpu = pick_cpus()
+    if cfg.client_cpu is not None:
+        os.sched_setaffinity(0, {cfg.client_cpu})
+    cfg.idle = fit_idle(cfg.idle, 50)
+    sections = set(cfg.sections.split(","))
+    contenders = select_contenders(cfg)
+    loads = [l for l in make_loads(cfg.idle) if not cfg.load or l.key in cfg.load.split(",")]
+    report = {"machine": machine_line(), "clk_tck": CLK_TCK,
+              "contenders": {c.name: c.about for c in contenders}, "config": {
+        k: v for k, v in vars(cfg).items() if isinstance(v, (int, float, str, type(None)))}}
+    failed = False
+    logdir = tempfile.mkdtemp(prefix="asyncore-bench-")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        print(f"machine: {report['machine']}; server on CPU {cfg.server_cpu}, load generator "
+              f"on CPU {cfg.client_cpu}; {cfg.rounds} rounds x {cfg.duration} s "
+              f"(+{cfg.warmup} s warm-up)", flush=True)
+        report["busy_before"] = busy = busy_share()
+        if busy > NOISY:
+            print(f"warning: {busy:.0%} of the machine's CPU is already in use by other "
+                  "processes; the figures will be noisy", flush=True)
+        if "throughput" in sections and contenders:
+            rows = throughput_section(cfg, contenders, loads, logdir)
+            report["throughput"] = summarize(rows, contenders, loads)
+            print()
+            print_throughput(report["throughput"])
+            failed |= any(e["failures"] for e in report["throughput"])
+        if "redis" in sections:
+            try:
+                results, skipped = redis_section(cfg, logdir)
+            except BenchError as e:
+                results, skipped, failed = None, f"redis section failed: {e}", True
+            if skipped:
+                NOTES.add(skipped)
+            if results:
+                print()
+                report["redis"] = print_redis(results)
+        if "memory" in sections and contenders:
+            report["memory"] = memory_section(cfg, contenders, logdir)
+            print()
+            print_memory(report["memory"], cfg.idle)
+            failed |= any("error" in r for r in report["memory"])
+    finally:
+        kill_all()
+    for e in report.get("throughput", []):
+        for f in e["failures"]:
+            NOTES.add(f"{e['contender']} / {e['load']}: {f}")
+    note_noise(report.get("throughput", []))
+    report["notes"] = sorted(NOTES)
+    if NOTES:
+        print("\nnotes:")
+        for n in sorted(NOTES):
+            print(f"  - {n}")
+    save(report, cfg.json)
+    shutil.rmtree(logdir, ignore_errors=True)
+    return 1 if failed else 0
+
+
+def note_noise(table):
+    shares = [x for e in table for x in e.get("other_cpu", [])]
+    noisy = [x for x in shares if x > NOISY]
+    if noisy:
+        NOTES.add(f"{len(noisy)} of {len(shares)} runs shared the machine: other processes or "
+                  f"the hypervisor took up to {max(noisy):.0%} of all CPU time during the "
+                  "measured window; those figures are noisy, rerun on a quiet machine")
+
+
+def save(report, path):
+    if not path:
+        os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
+        path = os.path.join(HERE, "results", time.strftime("bench-%Y%m%d-%H%M%S.json"))
+    with open(path, "w") as f:
+        json.dump(report, f, indent=1)
+    print(f"\nresults: {path}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
