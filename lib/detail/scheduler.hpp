@@ -1,0 +1,46 @@
+// The task layer's per-map state: the ready queue of coroutines to resume
+// and the list of running tasks (so that a dying map can unwind them).
+#pragma once
+
+#include <coroutine>
+#include <vector>
+
+#include <event2/event.h>
+
+#include <asyncore/task.hpp>
+
+#include "map_core.hpp"
+
+namespace asyncore::detail {
+
+struct Scheduler final : MapCore::Extension {
+    explicit Scheduler(MapCore& core);
+    /// Cancels every task still running and resumes it until it ends.
+    ~Scheduler() override;
+
+    /// Queues `h` to be resumed from the loop. Never resumes inline.
+    void push(std::coroutine_handle<> h);
+    /// Resumes the coroutines queued before the call (one batch per pass, so
+    /// that tasks yielding to each other cannot starve dispatchers).
+    void drain() noexcept;
+
+    void link(TaskCore& t) noexcept;
+    void unlink(TaskCore& t) noexcept;
+    /// Called with the task timer's event when it fires.
+    static void on_timer(evutil_socket_t, short, void* arg);
+
+    MapCore& core;
+    event* ready_ev = nullptr;
+    std::vector<std::coroutine_handle<>> ready;
+    std::vector<std::coroutine_handle<>> batch;
+    TaskCore* head = nullptr;
+    bool closing = false;
+
+  private:
+    void cancel_all() noexcept;
+};
+
+/// The scheduler of `map`, created on first use.
+Scheduler& scheduler_of(ChannelMap& map);
+
+}  // namespace asyncore::detail
