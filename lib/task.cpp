@@ -61,7 +61,8 @@ bool is_cancelled(std::exception_ptr e) {
 
 // -- Scheduler ----------------------------------------------------------------
 
-Scheduler::Scheduler(MapCore& c) : core(c) {
+Scheduler::Scheduler(MapCore& c) : core(c), post_link(std::make_shared<PostLink>()) {
+    post_link->map = &c.owner;
     ready_ev = event_new(core.base, -1, 0, on_ready, this);
     if (ready_ev == nullptr) throw std::bad_alloc();
 }
@@ -76,6 +77,10 @@ Scheduler::~Scheduler() {
             drain();
     }
     if (head != nullptr) std::fprintf(stderr, "error: tasks survived their map's destruction\n");
+    {
+        std::lock_guard lock(post_link->mutex);
+        post_link->map = nullptr;
+    }
     event_free(ready_ev);
 }
 

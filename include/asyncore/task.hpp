@@ -103,6 +103,14 @@ struct Wait {
     void throw_if_failed() const;
 };
 
+/// A wait for a descriptor's readiness (lib/detail/io_wait.hpp). When the
+/// descriptor is ready, `step` (if set) retries the operation; the wait ends
+/// when it returns true.
+struct IoWaiter : Wait {
+    bool (*step)(IoWaiter&) noexcept = nullptr;
+    void* watch = nullptr;  ///< the IoWatch it is registered with
+};
+
 /// A FIFO of waits, intrusive so that removing a cancelled one is O(1).
 class WaitList {
   public:

@@ -3,6 +3,8 @@
 #pragma once
 
 #include <coroutine>
+#include <memory>
+#include <mutex>
 #include <vector>
 
 #include <event2/event.h>
@@ -12,6 +14,13 @@
 #include "map_core.hpp"
 
 namespace asyncore::detail {
+
+/// How pool threads reach a map: cleared (under the mutex) when the map's
+/// scheduler dies, so a late result is dropped instead of posted to nothing.
+struct PostLink {
+    std::mutex mutex;
+    ChannelMap* map = nullptr;
+};
 
 struct Scheduler final : MapCore::Extension {
     explicit Scheduler(MapCore& core);
@@ -35,6 +44,7 @@ struct Scheduler final : MapCore::Extension {
     std::vector<std::coroutine_handle<>> batch;
     TaskCore* head = nullptr;
     bool closing = false;
+    std::shared_ptr<PostLink> post_link;
 
   private:
     void cancel_all() noexcept;
