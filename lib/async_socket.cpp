@@ -547,7 +547,12 @@ Task<void> AsyncSocket::connect(std::string host, std::uint16_t port) {
         addrs.push_back(Address::ip(host, port));
     } catch (const std::invalid_argument&) {
     }
-    if (addrs.empty()) addrs = co_await run_in_thread([=] { return resolve(host, port, family); });
+    if (addrs.empty()) {
+        // Explicit copies: GCC 12 mis-copies a coroutine parameter captured by [=].
+        std::string name = host;
+        auto lookup = [name, port, family] { return resolve(name, port, family); };
+        addrs = co_await run_in_thread(std::move(lookup));
+    }
     std::exception_ptr last;
     for (const Address& a : addrs) {
         if (a.family() != family) continue;
