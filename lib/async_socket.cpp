@@ -286,15 +286,15 @@ bool step_waiter(IoWaiter& w) noexcept {
 
 const char* op_name(Code c) noexcept {
     static constexpr const char* names[] = {"recv", "recvall", "recv_msg", "recvfrom", "accept",
-                                            "send", "sendall", "send_msg", "sendto", "connect"};
+                                            "send", "sendall", "send_msg", "sendto",   "connect"};
     return names[static_cast<int>(c)];
 }
 
 // Milliseconds left until `deadline` for poll(); -1 without one.
 int poll_ms(const std::optional<std::chrono::steady_clock::time_point>& deadline) {
     if (!deadline) return -1;
-    auto left = std::chrono::ceil<std::chrono::milliseconds>(*deadline -
-                                                             std::chrono::steady_clock::now());
+    auto left =
+        std::chrono::ceil<std::chrono::milliseconds>(*deadline - std::chrono::steady_clock::now());
     return left.count() > 0 ? static_cast<int>(left.count()) : 0;
 }
 

@@ -43,6 +43,15 @@ bool stack_is_deep() noexcept {
     return low != nullptr && here < low + stack_reserve;
 }
 
+thread_local TaskCore* current = nullptr;
+
+// Resumes `h`, running in task `t`, with current_task() telling who runs.
+void resume_in(std::coroutine_handle<> h, TaskCore* t) noexcept {
+    TaskCore* saved = std::exchange(current, t);
+    h.resume();
+    current = saved;
+}
+
 void on_ready(evutil_socket_t, short, void* arg) {
     static_cast<Scheduler*>(arg)->drain();
 }
@@ -87,22 +96,22 @@ Scheduler::~Scheduler() {
 void Scheduler::cancel_all() noexcept {
     for (TaskCore* t = head; t != nullptr; t = t->next_) {
         t->cancel_requested_ = true;
-        if (Wait* w = t->wait_) {
+        if (Wait* w = t->wait_; w != nullptr && w->cancellable) {
             w->detach();
             t->complete(*w, errc::cancelled);
         }
     }
 }
 
-void Scheduler::push(std::coroutine_handle<> h) {
+void Scheduler::push(std::coroutine_handle<> h, TaskCore* t) {
     if (ready.empty() && !closing) event_active(ready_ev, EV_READ, 1);
-    ready.push_back(h);
+    ready.emplace_back(h, t);
 }
 
 void Scheduler::drain() noexcept {
     batch.swap(ready);
-    for (std::coroutine_handle<> h : batch)
-        h.resume();
+    for (auto [h, t] : batch)
+        resume_in(h, t);
     batch.clear();
     if (!ready.empty() && !closing) {
         // More work was queued: end this pass so that dispatchers' interest
@@ -228,14 +237,14 @@ void TaskCore::complete(Wait& w, errc outcome) noexcept {
     disarm();
     wait_ = nullptr;
     w.outcome = outcome;
-    sched().push(w.handle);
+    sched().push(w.handle, this);
 }
 
 void TaskCore::complete_inline(Wait& w, errc outcome) noexcept {
     disarm();
     wait_ = nullptr;
     w.outcome = outcome;
-    w.handle.resume();
+    resume_in(w.handle, this);
 }
 
 void TaskCore::mailbox_type_error() const {
@@ -283,7 +292,7 @@ void PromiseBase::spawn(ChannelMap& map) {
     ++refs_;            // the running task's own reference, dropped when it ends
     s.link(core_);
     if (!core_.daemon_) ++s.core.live_tasks;
-    s.push(self_);
+    s.push(self_, &core_);
 }
 
 std::coroutine_handle<> PromiseBase::on_final() noexcept {
@@ -292,7 +301,7 @@ std::coroutine_handle<> PromiseBase::on_final() noexcept {
         while (Wait* w = core_.joiners_.pop_front())
             w->task->complete(*w);
         if (!stack_is_deep()) return caller_;
-        task_->sched().push(caller_);
+        task_->sched().push(caller_, task_);
         return std::noop_coroutine();
     }
     finish_task();
@@ -326,7 +335,7 @@ std::coroutine_handle<> JoinWait::suspend_on(TaskCore& me, std::coroutine_handle
         if (!timeout_) {
             std::coroutine_handle<> child = p_->start_inline(me, h);
             if (!stack_is_deep()) return child;
-            me.sched().push(child);
+            me.sched().push(child, &me);
             return std::noop_coroutine();
         }
         p_->spawn(me.map());
@@ -342,6 +351,10 @@ void JoinWait::check() const {
     if (std::exception_ptr e = p_->take_error()) std::rethrow_exception(e);
 }
 
+TaskCore* current_task() noexcept {
+    return current;
+}
+
 }  // namespace detail
 
 // -- TaskRef, Sleep ------------------------------------------------------------------
@@ -349,7 +362,7 @@ void JoinWait::check() const {
 bool TaskRef::terminate() noexcept {
     if (!p_ || p_->done()) return false;
     detail::TaskCore& t = p_->task();
-    if (detail::Wait* w = t.wait_) {
+    if (detail::Wait* w = t.wait_; w != nullptr && w->cancellable) {
         w->detach();
         t.complete(*w, errc::cancelled);
     } else {

@@ -29,7 +29,8 @@ std::pair<AsyncSocket, AsyncSocket> async_pair(int family = AF_UNIX) {
 template <class F>
 void run_task(ChannelMap& map, F body, std::chrono::seconds limit = 10s) {
     auto t = asyncore::spawn(body(), map);
-    REQUIRE(test::run_until(map, [&] { return t.done(); }, limit));
+    REQUIRE(test::run_until(
+        map, [&] { return t.done(); }, limit));
     if (auto e = t.promise()->take_error()) std::rethrow_exception(e);
 }
 
@@ -165,7 +166,9 @@ TEST_SUITE("async_socket") {
     TEST_CASE("recv_msg cut short by EOF throws TruncatedError") {
         ChannelMap map;
         auto [a, b] = async_pair();
-        test::write_all(b.fd(), std::string("\0\0\0\x0a" "abc", 7));
+        test::write_all(b.fd(), std::string("\0\0\0\x0a"
+                                            "abc",
+                                            7));
         b.close();
         std::string partial = "unset";
         run_task(map, [&]() -> Task<void> {
@@ -212,11 +215,13 @@ TEST_SUITE("async_socket") {
         auto writer = asyncore::spawn(write_big(), map);
         auto reader = asyncore::spawn(read5(), map);
         auto peer = asyncore::spawn(peer_body(), map);
-        REQUIRE(test::run_until(map, [&] { return writer.done() && reader.done() && peer.done(); }));
+        REQUIRE(
+            test::run_until(map, [&] { return writer.done() && reader.done() && peer.done(); }));
         CHECK(got == "12345");
     }
 
-    TEST_CASE("settimeout makes a waiting operation throw TimeoutError and leaves nothing registered") {
+    TEST_CASE(
+        "settimeout makes a waiting operation throw TimeoutError and leaves nothing registered") {
         ChannelMap map;
         auto [a, b] = async_pair();
         a.settimeout(20ms);
@@ -375,7 +380,8 @@ TEST_SUITE("async_socket") {
                     }(std::move(b), finished),
                     map));
             }
-            REQUIRE(test::run_until(map, [&] { return finished == 2 * pairs; }, 60s));
+            REQUIRE(test::run_until(
+                map, [&] { return finished == 2 * pairs; }, 60s));
         }
         CHECK(test::open_fds() == before);
     }

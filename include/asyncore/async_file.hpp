@@ -59,7 +59,8 @@ template <class F>
 class [[nodiscard]] RunInThread : public detail::Wait {
   public:
     using R = std::invoke_result_t<F&>;
-    RunInThread(F fn, Timeout t) : job_(std::make_shared<detail::ThreadJobFor<F>>(std::move(fn))), timeout_(t) {}
+    RunInThread(F fn, Timeout t)
+        : job_(std::make_shared<detail::ThreadJobFor<F>>(std::move(fn))), timeout_(t) {}
     bool await_ready() const noexcept { return false; }
     template <class P>
     bool await_suspend(std::coroutine_handle<P> h) {

@@ -96,6 +96,9 @@ struct Wait {
     void (*detach_fn)(Wait&) noexcept = nullptr;
     errc outcome{};  ///< zero: completed; timed_out or cancelled otherwise
     Kind kind = Kind::other;
+    /// False for a wait terminate() must not interrupt (it then lands at
+    /// the task's next wait).
+    bool cancellable = true;
 
     /// Removes every registration of this wait (list and detach_fn).
     void detach() noexcept;
@@ -275,6 +278,9 @@ class PromiseBase {
     bool done_ = false;
     bool observed_ = false;
 };
+
+/// The task running on this thread right now, or null outside tasks.
+TaskCore* current_task() noexcept;
 
 /// The task an awaitable's coroutine runs in.
 template <class P>

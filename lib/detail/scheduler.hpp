@@ -5,6 +5,7 @@
 #include <coroutine>
 #include <memory>
 #include <mutex>
+#include <utility>
 #include <vector>
 
 #include <event2/event.h>
@@ -27,8 +28,9 @@ struct Scheduler final : MapCore::Extension {
     /// Cancels every task still running and resumes it until it ends.
     ~Scheduler() override;
 
-    /// Queues `h` to be resumed from the loop. Never resumes inline.
-    void push(std::coroutine_handle<> h);
+    /// Queues `h` (running in task `t`) to be resumed from the loop. Never
+    /// resumes inline.
+    void push(std::coroutine_handle<> h, TaskCore* t);
     /// Resumes the coroutines queued before the call (one batch per pass, so
     /// that tasks yielding to each other cannot starve dispatchers).
     void drain() noexcept;
@@ -40,8 +42,9 @@ struct Scheduler final : MapCore::Extension {
 
     MapCore& core;
     event* ready_ev = nullptr;
-    std::vector<std::coroutine_handle<>> ready;
-    std::vector<std::coroutine_handle<>> batch;
+    using Entry = std::pair<std::coroutine_handle<>, TaskCore*>;
+    std::vector<Entry> ready;
+    std::vector<Entry> batch;
     TaskCore* head = nullptr;
     bool closing = false;
     std::shared_ptr<PostLink> post_link;

@@ -5,9 +5,9 @@
 
 #include <unistd.h>
 
-#include <cstdio>
 #include <algorithm>
 #include <csignal>
+#include <cstdio>
 #include <exception>
 #include <string>
 
