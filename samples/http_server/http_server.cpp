@@ -83,19 +83,24 @@ std::optional<Request> parse(std::string_view head) {
 
 std::string_view content_type(std::string_view path) {
     static const std::pair<std::string_view, std::string_view> types[] = {
-        {".html", "text/html; charset=utf-8"}, {".htm", "text/html; charset=utf-8"},
-        {".txt", "text/plain; charset=utf-8"}, {".css", "text/css"},
-        {".js", "text/javascript"},            {".json", "application/json"},
-        {".png", "image/png"},                 {".jpg", "image/jpeg"},
-        {".jpeg", "image/jpeg"},               {".gif", "image/gif"},
+        {".html", "text/html; charset=utf-8"},
+        {".htm", "text/html; charset=utf-8"},
+        {".txt", "text/plain; charset=utf-8"},
+        {".css", "text/css"},
+        {".js", "text/javascript"},
+        {".json", "application/json"},
+        {".png", "image/png"},
+        {".jpg", "image/jpeg"},
+        {".jpeg", "image/jpeg"},
+        {".gif", "image/gif"},
         {".svg", "image/svg+xml"}};
     for (auto& [ext, type] : types)
         if (path.size() >= ext.size() && path.substr(path.size() - ext.size()) == ext) return type;
     return "application/octet-stream";
 }
 
-std::string head_for(int status, std::string_view reason, std::string_view type,
-                     std::size_t length, bool keep_alive) {
+std::string head_for(int status, std::string_view reason, std::string_view type, std::size_t length,
+                     bool keep_alive) {
     std::string h = "HTTP/1.1 " + std::to_string(status) + " " + std::string(reason) + "\r\n";
     h += "Content-Type: " + std::string(type) + "\r\n";
     h += "Content-Length: " + std::to_string(length) + "\r\n";
@@ -105,7 +110,8 @@ std::string head_for(int status, std::string_view reason, std::string_view type,
 
 Task<void> send_simple(AsyncSocket& conn, int status, std::string_view reason, std::string body,
                        bool keep_alive, bool head_only) {
-    std::string out = head_for(status, reason, "text/plain; charset=utf-8", body.size(), keep_alive);
+    std::string out =
+        head_for(status, reason, "text/plain; charset=utf-8", body.size(), keep_alive);
     if (!head_only) out += body;
     co_await conn.sendall(out);
 }
