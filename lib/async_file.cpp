@@ -306,7 +306,7 @@ Task<int> AsyncPipe::wait(Timeout timeout) {
     co_return status_;
 }
 
-Task<AsyncPipe::Output> AsyncPipe::communicate(std::string input) {
+Task<AsyncPipe::Output> AsyncPipe::communicate(std::string input, Timeout timeout) {
     Output result;
     ChannelMap& map = detail::current_task()->map();
     auto feed = [](AsyncFile& in, std::string data) -> Task<void> {
@@ -321,6 +321,8 @@ Task<AsyncPipe::Output> AsyncPipe::communicate(std::string input) {
         for (std::string chunk; !(chunk = co_await f.read(65536)).empty();)
             *out += chunk;
     };
+    for (AsyncFile* f : {&in_, &out_, &err_})
+        f->settimeout(timeout);
     auto out = std::make_shared<std::string>();
     auto err = std::make_shared<std::string>();
     Task<void> writer = spawn(feed(in_, std::move(input)), map);
@@ -335,7 +337,7 @@ Task<AsyncPipe::Output> AsyncPipe::communicate(std::string input) {
     co_await drain(out_, out);
     co_await writer;
     co_await errors;
-    result.status = co_await wait();
+    result.status = co_await wait(timeout);
     result.out = std::move(*out);
     result.err = std::move(*err);
     co_return result;

@@ -156,7 +156,7 @@ TEST_SUITE("async_file") {
         AsyncPipe::Output out;
         run_task(map, [&]() -> Task<void> {
             AsyncPipe sort({"sort"});
-            out = co_await sort.communicate("pear\napple\nfig\n");
+            out = co_await sort.communicate("pear\napple\nfig\n", 10s);
         });
         CHECK(out.out == "apple\nfig\npear\n");
         CHECK(out.status == 0);
@@ -201,5 +201,43 @@ TEST_SUITE("async_file") {
             status = co_await p.wait(5s);
         });
         CHECK(status == 3);
+    }
+
+    TEST_CASE("terminating a task waiting in run_in_thread unwinds it at once") {
+        ChannelMap map;
+        auto release = std::make_shared<std::atomic<bool>>(false);
+        test::LifetimeProbe::reset();
+        auto body = [&]() -> Task<void> {
+            test::LifetimeProbe probe;
+            auto job = [release] {
+                while (!*release)
+                    std::this_thread::sleep_for(1ms);
+                return 1;
+            };
+            co_await asyncore::run_in_thread(std::move(job));
+        };
+        auto t = asyncore::spawn(body(), map);
+        test::run_passes(map, 2);
+        t.terminate();
+        REQUIRE(test::run_until(map, [&] { return t.done(); }));
+        CHECK(test::LifetimeProbe::alive == 0);
+        CHECK(test::is_cancelled(t.promise()->error()));
+        *release = true;
+    }
+
+    TEST_CASE("terminating a task in AsyncPipe::wait leaves no registration or descriptor behind") {
+        int before = test::open_fds();
+        {
+            ChannelMap map;
+            AsyncPipe sleeper({"sleep", "5"});
+            auto body = [&]() -> Task<void> { co_await sleeper.wait(); };
+            auto t = asyncore::spawn(body(), map);
+            test::run_passes(map, 2);
+            t.terminate();
+            REQUIRE(test::run_until(map, [&] { return t.done(); }));
+            CHECK(test::is_cancelled(t.promise()->error()));
+            CHECK_FALSE(map.has_work());
+        }
+        CHECK(test::open_fds() == before);
     }
 }

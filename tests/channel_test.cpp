@@ -123,4 +123,25 @@ TEST_SUITE("channel") {
         REQUIRE(test::run_until(map, [&] { return t.done(); }));
         CHECK(got == sent);
     }
+
+    TEST_CASE("terminating a task in deliver unwinds it and sends nothing") {
+        ChannelMap map;
+        asyncore::Channel<std::string> ch;
+        test::LifetimeProbe::reset();
+        auto sender = [&]() -> Task<void> {
+            test::LifetimeProbe probe;
+            co_await ch.deliver("never", 1, 5s);
+        };
+        auto s = asyncore::spawn(sender(), map);
+        test::run_passes(map, 2);
+        s.terminate();
+        REQUIRE(test::run_until(map, [&] { return s.done(); }));
+        CHECK(test::LifetimeProbe::alive == 0);
+        std::vector<std::string> got;
+        auto t = asyncore::spawn(collect(got, 1), map);
+        ch.subscribe(t);  // wakes nobody: the cancelled deliver is gone
+        CHECK(ch.send("later") == 1);
+        REQUIRE(test::run_until(map, [&] { return t.done(); }));
+        CHECK(got == std::vector<std::string>{"later"});
+    }
 }

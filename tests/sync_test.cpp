@@ -308,4 +308,33 @@ TEST_SUITE("sync") {
         CHECK_FALSE(cv.locked());
         CHECK_FALSE(map.has_work());
     }
+
+    TEST_CASE(
+        "terminating a task waiting on an Event or a Semaphore unwinds it and leaves no waiter") {
+        ChannelMap map;
+        asyncore::Event ev;
+        asyncore::Semaphore sem(0);
+        test::LifetimeProbe::reset();
+        auto on_event = [&]() -> Task<void> {
+            test::LifetimeProbe probe;
+            co_await ev.wait(5s);
+        };
+        auto on_sem = [&]() -> Task<void> {
+            test::LifetimeProbe probe;
+            co_await sem.acquire(5s);
+        };
+        auto a = asyncore::spawn(on_event(), map);
+        auto b = asyncore::spawn(on_sem(), map);
+        test::run_passes(map, 2);
+        CHECK(test::LifetimeProbe::alive == 2);
+        a.terminate();
+        b.terminate();
+        REQUIRE(test::run_until(map, [&] { return a.done() && b.done(); }));
+        CHECK(test::LifetimeProbe::alive == 0);
+        CHECK(test::is_cancelled(a.promise()->error()));
+        CHECK(test::is_cancelled(b.promise()->error()));
+        CHECK_FALSE(map.has_work());
+        sem.release();  // the cancelled waiter is gone: the unit is kept
+        CHECK(sem.value() == 1);
+    }
 }

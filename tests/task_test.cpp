@@ -401,4 +401,36 @@ TEST_SUITE("task") {
         stop = true;
         REQUIRE(test::run_until(map, [&] { return t.done(); }));
     }
+
+    TEST_CASE(
+        "terminating a task in join, finished or suspend unwinds it, the joined task runs on") {
+        ChannelMap map;
+        test::LifetimeProbe::reset();
+        auto slow = asyncore::spawn(value_after(5, 30ms), map);
+        auto joiner = [&]() -> Task<void> {
+            test::LifetimeProbe probe;
+            co_await slow;
+        };
+        auto watcher = [&]() -> Task<void> {
+            test::LifetimeProbe probe;
+            co_await slow.finished(5s);
+        };
+        auto sleeper = [&]() -> Task<void> {
+            test::LifetimeProbe probe;
+            co_await asyncore::suspend(5s);
+        };
+        std::vector<TaskRef> ts{asyncore::spawn(joiner(), map), asyncore::spawn(watcher(), map),
+                                asyncore::spawn(sleeper(), map)};
+        test::run_passes(map, 2);
+        CHECK(test::LifetimeProbe::alive == 3);
+        for (auto& t : ts)
+            t.terminate();
+        REQUIRE(test::run_until(map, [&] { return ts[0].done() && ts[1].done() && ts[2].done(); }));
+        CHECK(test::LifetimeProbe::alive == 0);
+        for (auto& t : ts)
+            CHECK(test::is_cancelled(t.promise()->error()));
+        CHECK_FALSE(slow.done());
+        REQUIRE(test::run_until(map, [&] { return slow.done(); }));
+        CHECK_FALSE(map.has_work());
+    }
 }

@@ -85,8 +85,9 @@ class AsyncPipe {
     };
     /// Writes `input` to stdin and closes it while reading stdout and stderr
     /// to EOF, then waits for the exit. Output fields are empty for streams
-    /// handed away.
-    Task<Output> communicate(std::string input = {});
+    /// handed away. `timeout` bounds each read, write and the final wait
+    /// (TimeoutError). The AsyncPipe must outlive the call.
+    Task<Output> communicate(std::string input = {}, Timeout timeout = std::nullopt);
     /// Waits for the child to exit: its exit code, or 128 + signal.
     Task<int> wait(Timeout timeout = std::nullopt);
 

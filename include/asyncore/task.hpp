@@ -23,6 +23,13 @@
 // interest, place in a queue) is removed first. Both are std::system_error,
 // with asyncore::errc::timed_out / errc::cancelled.
 //
+// Messages: each task has one mailbox. Its message type is fixed by the first
+// send<M>() or receive<M>() that touches it (a typed std::deque<M>, created on
+// first use; no std::any, no allocation per message beyond the deque's);
+// using another type afterwards throws std::logic_error. Monitors are not
+// mailbox messages: monitor() takes a callback, which may send() whatever
+// the watching task's mailbox holds.
+//
 // Ownership: a spawned task is owned by its map and lives until its coroutine
 // finishes; Task handles are shared references that keep its result readable
 // after that. Destroying the map (e.g. at thread exit for socket_map())
