@@ -12,10 +12,12 @@
 
 #include <poll.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <limits>
+#include <new>
 #include <vector>
 
 #include "detail/io_wait.hpp"
@@ -31,6 +33,24 @@ struct SocketState {
     std::size_t max_message = std::size_t{64} << 20;
     bool reading = false;
     bool writing = false;
+
+    // recv_msg reads up to `ahead_size` bytes at once, so that a small
+    // message and its header cost one recv(), not two. Bytes past the
+    // message wait here, and every later read takes from here first.
+    static constexpr std::size_t ahead_size = 4096;
+    std::unique_ptr<char[]> ahead;
+    std::size_t ahead_begin = 0;
+    std::size_t ahead_end = 0;
+
+    std::size_t ahead_len() const noexcept { return ahead_end - ahead_begin; }
+    std::size_t take_ahead(char* dst, std::size_t n) noexcept {
+        std::size_t k = std::min(n, ahead_len());
+        if (k == 0) return 0;
+        std::memcpy(dst, ahead.get() + ahead_begin, k);
+        ahead_begin += k;
+        if (ahead_begin == ahead_end) ahead_begin = ahead_end = 0;
+        return k;
+    }
 
     void bind_watches() noexcept {
         read_watch.bind(sock.fd(), EV_READ);
@@ -76,6 +96,7 @@ Io classify(ssize_t r, SocketOp& op) noexcept {
 // Reads into op.in[op.done, op.n) until full, EOF, EAGAIN or an error.
 // Returns true when the operation is over (full, EOF handled, error).
 bool read_exact(SocketOp& op, int fd) noexcept {
+    op.done += op.state->take_ahead(op.in.data() + op.done, op.n - op.done);
     while (op.done < op.n) {
         ssize_t r = ::recv(fd, op.in.data() + op.done, op.n - op.done, 0);
         switch (classify(r, op)) {
@@ -96,6 +117,11 @@ bool read_exact(SocketOp& op, int fd) noexcept {
 }
 
 bool step_recv(SocketOp& op, int fd) noexcept {
+    if (std::size_t have = op.state->ahead_len(); have > 0) {
+        op.in.resize(std::min(op.n, have));
+        op.state->take_ahead(op.in.data(), op.in.size());
+        return true;
+    }
     if (op.in.size() != op.n) op.in.resize(op.n);
     ssize_t r = ::recv(fd, op.in.data(), op.n, 0);
     switch (classify(r, op)) {
@@ -110,21 +136,35 @@ bool step_recv(SocketOp& op, int fd) noexcept {
     }
 }
 
-// The header is read on its own so that a refused length is never allocated.
+// Fills the read-ahead buffer until it holds a header. The length is
+// checked before anything is allocated for the payload.
 bool read_header(SocketOp& op, int fd) noexcept {
-    while (op.header_done < header_size) {
-        ssize_t r = ::recv(fd, op.header + op.header_done, header_size - op.header_done, 0);
+    SocketState& s = *op.state;
+    if (!s.ahead) s.ahead.reset(new (std::nothrow) char[SocketState::ahead_size]);
+    if (!s.ahead) {
+        op.error = ENOMEM;
+        return true;
+    }
+    while (s.ahead_len() < header_size) {
+        if (s.ahead_begin > 0) {
+            std::memmove(s.ahead.get(), s.ahead.get() + s.ahead_begin, s.ahead_len());
+            s.ahead_end -= s.ahead_begin;
+            s.ahead_begin = 0;
+        }
+        ssize_t r =
+            ::recv(fd, s.ahead.get() + s.ahead_end, SocketState::ahead_size - s.ahead_end, 0);
         switch (classify(r, op)) {
             case Io::progress:
-                op.header_done = static_cast<std::uint8_t>(op.header_done + r);
+                s.ahead_end += static_cast<std::size_t>(r);
                 break;
             case Io::again:
                 return false;
             case Io::eof:
-                if (op.header_done == 0) {
+                if (s.ahead_len() == 0) {
                     op.eof = true;
                 } else {
-                    op.in.assign(reinterpret_cast<char*>(op.header), op.header_done);
+                    op.in.resize(s.ahead_len());
+                    s.take_ahead(op.in.data(), op.in.size());
                     op.lib_error = errc::truncated;
                 }
                 return true;
@@ -132,11 +172,13 @@ bool read_header(SocketOp& op, int fd) noexcept {
                 return true;
         }
     }
+    s.take_ahead(reinterpret_cast<char*>(op.header), header_size);
+    op.header_done = header_size;
     std::size_t len = (std::size_t{op.header[0]} << 24) | (std::size_t{op.header[1]} << 16) |
                       (std::size_t{op.header[2]} << 8) | std::size_t{op.header[3]};
-    if (len > op.state->max_message) {
+    if (len > s.max_message) {
         op.lib_error = errc::message_too_large;
-        op.state->close(&op);
+        s.close(&op);
         return true;
     }
     op.n = len;

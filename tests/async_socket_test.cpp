@@ -421,4 +421,18 @@ s.close()
         CHECK(py.wait() == 0);
         CHECK(echoed == 3);
     }
+
+    TEST_CASE("messages arriving in one segment are read apart, and later reads get what follows") {
+        ChannelMap map;
+        auto [a, b] = async_pair();
+        test::write_all(b.fd(), std::string("\0\0\0\2hi\0\0\0\0\0\0\0\3yesTAIL-and-more", 25));
+        std::vector<std::string> got;
+        run_task(map, [&]() -> Task<void> {
+            for (int i = 0; i < 3; ++i)
+                got.push_back(*co_await a.recv_msg());
+            got.push_back(co_await a.recv(4));
+            got.push_back(co_await a.recvall(9));
+        });
+        CHECK(got == std::vector<std::string>{"hi", "", "yes", "TAIL", "-and-more"});
+    }
 }
