@@ -425,7 +425,7 @@ s.close()
     TEST_CASE("messages arriving in one segment are read apart, and later reads get what follows") {
         ChannelMap map;
         auto [a, b] = async_pair();
-        test::write_all(b.fd(), std::string("\0\0\0\2hi\0\0\0\0\0\0\0\3yesTAIL-and-more", 25));
+        test::write_all(b.fd(), std::string("\0\0\0\2hi\0\0\0\0\0\0\0\3yesTAIL-and-more", 30));
         std::vector<std::string> got;
         run_task(map, [&]() -> Task<void> {
             for (int i = 0; i < 3; ++i)
