@@ -88,6 +88,7 @@ MapCore::MapCore(ChannelMap& o) : owner(o), base(new_base()) {
 }
 
 MapCore::~MapCore() {
+    tasks.reset();
     drop_timers();
     for (Slot& s : slots) {
         if (s.read_ev) event_free(s.read_ev);

@@ -107,6 +107,14 @@ struct MapCore {
     /// Tasks alive on this map (the task layer counts them; loop() waits for them).
     std::size_t live_tasks = 0;
 
+    /// State a higher layer keeps per map (the task layer's scheduler). It is
+    /// destroyed first in ~MapCore, while the base, timers and channels are
+    /// still usable, so that it can unwind what it owns.
+    struct Extension {
+        virtual ~Extension() = default;
+    };
+    std::unique_ptr<Extension> tasks;
+
     std::mutex post_mutex;
     std::vector<std::function<void()>> posted;
     std::atomic<std::size_t> posted_count{0};

@@ -1,0 +1,258 @@
+// AsyncSocket: pycos' asynchronous socket for tasks, with its framing.
+//
+//   Task<void> echo(AsyncSocket conn) {
+//       for (;;) {
+//           std::string data = co_await conn.recv(4096);
+//           if (data.empty()) break;             // EOF
+//           co_await conn.sendall(data);
+//       }
+//   }
+//   Task<void> server(AsyncSocket listener) {
+//       for (;;) {
+//           auto [conn, addr] = co_await listener.accept();
+//           spawn(echo(std::move(conn)));
+//       }
+//   }
+//
+// Every operation tries its system call first and waits for readiness only
+// on EAGAIN (then with one persistent libevent event per direction, kept
+// registered between messages). Operations return awaitables: `co_await` them
+// in a task, or call `.wait()` on them from a plain thread (pycos'
+// blocking=True mode: same methods, same framing, blocking with poll()).
+//
+// Concurrency: one read (recv, recvall, recv_msg, recvfrom, accept) and one
+// write (send, sendall, send_msg, sendto, connect) may be pending at once,
+// so two tasks can do full-duplex I/O on one socket; starting a second read
+// (or write) while one is pending throws errc::busy.
+//
+// Timeouts: settimeout() applies to each operation started afterwards
+// (TimeoutError). A recvall/recv_msg/sendall/send_msg that times out or is
+// cancelled may have moved part of the data: close the socket then.
+//
+// Framing (send_msg/recv_msg) is pycos' wire format exactly: a 4-byte
+// unsigned big-endian length, then the payload; a zero length is an empty
+// message. recv_msg refuses a length above max_message_size() (default
+// 64 MiB) with errc::message_too_large, without allocating it, and closes the
+// socket (the stream cannot be resynchronised).
+//
+// EOF: recv returns an empty string (as Python). recvall and recv_msg throw
+// TruncatedError, carrying the bytes that did arrive, when the peer closes in
+// the middle (pycos silently returns an empty buffer; a short read is an
+// error a caller must see). recv_msg yields std::nullopt when the peer
+// closes cleanly between messages.
+//
+// Lifetime: the buffer given to send* must stay valid until the operation
+// completes (natural with `co_await sock.send(buf)`). A socket that was
+// awaited on must not outlive its map. Errors are std::system_error with the
+// errno (generic category) or an asyncore::errc.
+#pragma once
+
+#include <coroutine>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <type_traits>
+#include <utility>
+
+#include <asyncore/address.hpp>
+#include <asyncore/error.hpp>
+#include <asyncore/socket.hpp>
+#include <asyncore/task.hpp>
+
+namespace asyncore {
+
+/// The peer closed in the middle of recvall()/recv_msg() (errc::truncated).
+class TruncatedError : public std::system_error {
+  public:
+    explicit TruncatedError(std::string partial)
+        : std::system_error(make_error_code(errc::truncated)), partial_(std::move(partial)) {}
+    /// The bytes received before the peer closed.
+    const std::string& partial() const noexcept { return partial_; }
+
+  private:
+    std::string partial_;
+};
+
+class AsyncSocket;
+
+/// A connection taken by AsyncSocket::accept().
+struct Connection;
+
+/// A datagram received by AsyncSocket::recvfrom().
+struct Datagram {
+    std::string data;
+    Address from;
+};
+
+namespace detail {
+
+struct SocketState;
+
+/// The state of one socket operation; lives in the awaitable (no allocation
+/// per operation beyond the std::string a receive returns).
+struct SocketOp : IoWaiter {
+    enum class Code : std::uint8_t {
+        recv,
+        recv_all,
+        recv_msg,
+        recvfrom,
+        accept,
+        send,
+        send_all,
+        send_msg,
+        sendto,
+        connect
+    };
+
+    /// `out` is what a send sends, `n` what a receive wants, `addr` the
+    /// destination of connect/sendto.
+    SocketOp(SocketState* s, Code c, std::string_view out = {}, std::size_t n = 0,
+             const Address* addr = nullptr) noexcept;
+    SocketOp(const SocketOp&) = delete;
+    SocketOp& operator=(const SocketOp&) = delete;
+    ~SocketOp();
+
+    /// Claims the direction and tries the system call: true if finished.
+    bool begin() noexcept;
+    bool suspend(TaskCore& t, std::coroutine_handle<> h);
+    /// Releases the direction; throws the operation's error, if any.
+    void finish();
+    /// The whole operation from a plain thread, waiting with poll().
+    void run_blocking();
+
+    SocketState* state;
+    Code code;
+    bool claimed = false;
+    bool eof = false;  ///< recv_msg: clean EOF before a header
+    errc lib_error{};
+    int error = 0;
+    std::size_t n = 0;     ///< bytes wanted (recv*, message length)
+    std::size_t done = 0;  ///< bytes moved so far
+    std::string_view out;
+    std::string in;
+    Address addr;
+    int accepted = -1;
+    unsigned char header[4] = {};
+    std::uint8_t header_done = 0;
+};
+
+}  // namespace detail
+
+/// An awaitable socket operation yielding R; `.wait()` runs it blocking.
+template <class R>
+class [[nodiscard]] SocketAwaitable : public detail::SocketOp {
+  public:
+    using SocketOp::SocketOp;
+    bool await_ready() noexcept { return begin(); }
+    template <class P>
+    bool await_suspend(std::coroutine_handle<P> h) {
+        return suspend(detail::task_of(h), h);
+    }
+    R await_resume() {
+        finish();
+        return result();
+    }
+    /// Runs the operation to completion on the calling thread (blocking mode).
+    R wait() {
+        run_blocking();
+        finish();
+        return result();
+    }
+
+  private:
+    R result();
+};
+
+class AsyncSocket {
+  public:
+    /// No socket.
+    AsyncSocket() noexcept;
+    /// Takes `sock` (made non-blocking).
+    explicit AsyncSocket(Socket sock);
+    /// A new non-blocking socket: AF_INET/AF_INET6/AF_UNIX, SOCK_STREAM/SOCK_DGRAM.
+    AsyncSocket(int family, int type);
+    AsyncSocket(AsyncSocket&&) noexcept;
+    AsyncSocket& operator=(AsyncSocket&&) noexcept;
+    /// Closes the socket (see close()).
+    ~AsyncSocket();
+
+    int fd() const noexcept;
+    explicit operator bool() const noexcept { return fd() >= 0; }
+
+    void bind(const Address& addr);
+    void listen(int backlog = 128);
+    void setsockopt(int level, int name, int value);
+    Address local_address() const;
+    Address peer_address() const;
+    /// shutdown(2): SHUT_RD, SHUT_WR or SHUT_RDWR.
+    void shutdown(int how);
+    /// Closes the socket; an operation still waiting on it fails with EBADF.
+    void close() noexcept;
+
+    /// The timeout of each operation started from now on (nullopt: none).
+    void settimeout(Timeout timeout) noexcept;
+    Timeout gettimeout() const noexcept;
+    void set_max_message_size(std::size_t bytes) noexcept;
+    std::size_t max_message_size() const noexcept;
+
+    /// Accepts a connection (non-blocking, close-on-exec).
+    SocketAwaitable<Connection> accept();
+    /// Connects to `addr`; raises the connect errno (ECONNREFUSED...).
+    SocketAwaitable<void> connect(const Address& addr);
+    /// Connects to `host` (a name is resolved by getaddrinfo on the thread
+    /// pool, never blocking the loop; each address is tried in turn).
+    Task<void> connect(std::string host, std::uint16_t port);
+    /// Sends what the kernel takes at once (at least one byte); returns the count.
+    SocketAwaitable<std::size_t> send(std::string_view data);
+    /// Up to `n` bytes; an empty string at EOF.
+    SocketAwaitable<std::string> recv(std::size_t n);
+    /// Sends all of `data`.
+    SocketAwaitable<void> sendall(std::string_view data);
+    /// Exactly `n` bytes; TruncatedError if the peer closes first.
+    SocketAwaitable<std::string> recvall(std::size_t n);
+    /// Sends `data` framed: 4-byte big-endian length, then the bytes, in one
+    /// system call when the kernel takes it. errc::message_too_large above 4 GiB.
+    SocketAwaitable<void> send_msg(std::string_view data);
+    /// The next framed message; nullopt on a clean EOF between messages.
+    SocketAwaitable<std::optional<std::string>> recv_msg();
+    SocketAwaitable<std::size_t> sendto(std::string_view data, const Address& to);
+    SocketAwaitable<Datagram> recvfrom(std::size_t n);
+
+  private:
+    std::unique_ptr<detail::SocketState> s_;
+};
+
+struct Connection {
+    AsyncSocket sock;
+    Address addr;
+};
+
+template <>
+inline void SocketAwaitable<void>::result() {}
+template <>
+inline std::size_t SocketAwaitable<std::size_t>::result() {
+    return done;
+}
+template <>
+inline std::string SocketAwaitable<std::string>::result() {
+    return std::move(in);
+}
+template <>
+inline std::optional<std::string> SocketAwaitable<std::optional<std::string>>::result() {
+    if (eof) return std::nullopt;
+    return std::move(in);
+}
+template <>
+inline Datagram SocketAwaitable<Datagram>::result() {
+    return Datagram{std::move(in), addr};
+}
+template <>
+inline Connection SocketAwaitable<Connection>::result() {
+    return Connection{AsyncSocket(Socket(std::exchange(accepted, -1))), addr};
+}
+
+}  // namespace asyncore

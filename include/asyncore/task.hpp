@@ -1,0 +1,586 @@
+// Tasks: pycos-style coroutines (C++20) run by the same loop() as dispatchers.
+//
+//   Task<int> add(int a, int b) { co_await sleep(10ms); co_return a + b; }
+//   Task<void> main_task() {
+//       Task<int> t = spawn(add(1, 2));   // runs concurrently from the next pass
+//       int three = co_await t;           // joins it; rethrows its exception
+//       int seven = co_await add(3, 4);   // not spawned: runs inline, as a call
+//   }
+//   spawn(main_task());
+//   loop();   // returns when every non-daemon task has finished
+//
+// A coroutine returning Task<T> does not run until it is spawned (it then
+// becomes a task of its own, pycos' Task(...)) or awaited (it then runs as a
+// part of the awaiting task, pycos' `yield generator()`). Everything a task
+// does runs on its map's loop thread; tasks are never resumed inline from the
+// call that woke them (send, release, set...): a woken task runs from the loop,
+// on the ready queue drained each pass, or straight from a libevent callback.
+//
+// Waiting: every awaitable takes an optional timeout (Timeout, nullopt = wait
+// forever) and throws TimeoutError when it expires. TaskRef::terminate()
+// throws Cancelled at the task's current (or next) suspension point, so that
+// RAII unwinds the task; whatever the wait had registered (timer, fd
+// interest, place in a queue) is removed first. Both are std::system_error,
+// with asyncore::errc::timed_out / errc::cancelled.
+//
+// Messages: each task has one mailbox. Its message type is fixed by the first
+// send<M>() or receive<M>() that touches it (a typed std::deque<M>, created on
+// first use; no std::any, no allocation per message beyond the deque's);
+// using another type afterwards throws std::logic_error. Monitors are not
+// mailbox messages: monitor() takes a callback, which may send() whatever
+// the watching task's mailbox holds.
+//
+// Ownership: a spawned task is owned by its map and lives until its coroutine
+// finishes; Task handles are shared references that keep its result readable
+// after that. Destroying the map (e.g. at thread exit for socket_map())
+// cancels every task still running and lets it unwind.
+//
+// Errors nobody looks at: when the last reference to a task that failed is
+// dropped without anyone having awaited it (co_await, finished(), monitor()),
+// the exception is reported on stderr. A detached task that fails is reported
+// when it ends. Cancelled is never reported: terminating a task is intended.
+#pragma once
+
+#include <coroutine>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <asyncore/error.hpp>
+#include <asyncore/loop.hpp>
+
+namespace asyncore {
+
+/// How long a wait may last; std::nullopt waits forever.
+using Timeout = std::optional<Duration>;
+
+/// Thrown by an awaitable whose timeout expired (errc::timed_out).
+class TimeoutError : public std::system_error {
+  public:
+    explicit TimeoutError(const char* what = "timed out")
+        : std::system_error(make_error_code(errc::timed_out), what) {}
+};
+
+/// Thrown at a task's suspension point by TaskRef::terminate() (errc::cancelled).
+class Cancelled : public std::system_error {
+  public:
+    explicit Cancelled(const char* what = "task terminated")
+        : std::system_error(make_error_code(errc::cancelled), what) {}
+};
+
+class TaskRef;
+template <class T>
+class Task;
+
+namespace detail {
+
+class TaskCore;
+class PromiseBase;
+class WaitList;
+struct Scheduler;
+
+/// One suspended operation of a task: what the task waits on, and how to
+/// take it back. Lives in the coroutine frame (no allocation per wait).
+struct Wait {
+    enum class Kind : std::uint8_t { other, receive, suspend, sleep };
+
+    Wait* prev = nullptr;  ///< intrusive WaitList membership
+    Wait* next = nullptr;
+    WaitList* list = nullptr;
+    std::coroutine_handle<> handle;  ///< the suspended coroutine
+    TaskCore* task = nullptr;
+    /// Undoes a registration other than list membership (e.g. fd interest).
+    void (*detach_fn)(Wait&) noexcept = nullptr;
+    errc outcome{};  ///< zero: completed; timed_out or cancelled otherwise
+    Kind kind = Kind::other;
+    /// False for a wait terminate() must not interrupt (it then lands at
+    /// the task's next wait).
+    bool cancellable = true;
+
+    /// Removes every registration of this wait (list and detach_fn).
+    void detach() noexcept;
+    /// Throws TimeoutError or Cancelled if the wait did not complete.
+    void throw_if_failed() const;
+};
+
+/// A wait for a descriptor's readiness (lib/detail/io_wait.hpp). When the
+/// descriptor is ready, `step` (if set) retries the operation; the wait ends
+/// when it returns true.
+struct IoWaiter : Wait {
+    bool (*step)(IoWaiter&) noexcept = nullptr;
+    void* watch = nullptr;  ///< the IoWatch it is registered with
+};
+
+/// A FIFO of waits, intrusive so that removing a cancelled one is O(1).
+class WaitList {
+  public:
+    WaitList() = default;
+    WaitList(const WaitList&) = delete;
+    WaitList& operator=(const WaitList&) = delete;
+    bool empty() const noexcept { return head_ == nullptr; }
+    std::size_t size() const noexcept { return size_; }
+    Wait* front() const noexcept { return head_; }
+    void push_back(Wait& w) noexcept;
+    void remove(Wait& w) noexcept;
+    Wait* pop_front() noexcept;
+
+  private:
+    Wait* head_ = nullptr;
+    Wait* tail_ = nullptr;
+    std::size_t size_ = 0;
+};
+
+/// A task's mailbox: one message type, fixed by the first send or receive.
+struct MailboxBase {
+    virtual ~MailboxBase() = default;
+    const void* tag = nullptr;
+};
+template <class M>
+inline constexpr char mailbox_tag = 0;
+template <class M>
+struct Mailbox final : MailboxBase {
+    Mailbox() { tag = &mailbox_tag<M>; }
+    std::deque<M> queue;
+};
+
+/// The scheduling state of one task (a spawned coroutine and whatever it
+/// awaits inline). Lives in the task's promise.
+class TaskCore {
+  public:
+    TaskCore() = default;
+    TaskCore(const TaskCore&) = delete;
+    TaskCore& operator=(const TaskCore&) = delete;
+
+    /// Delivers a pending terminate() to `w` instead of suspending: true if
+    /// the awaitable must not suspend (w.outcome is then cancelled).
+    bool cancel_pending(Wait& w) noexcept;
+    /// Records `w` as this task's wait and arms the timeout (if any).
+    void suspend(Wait& w, std::coroutine_handle<> h, Timeout timeout);
+    /// Ends the current wait `w` with `outcome` (its registrations must
+    /// already be gone) and resumes it from the ready queue.
+    void complete(Wait& w, errc outcome = errc{}) noexcept;
+    /// As complete(), but resumes at once: only from a loop callback.
+    void complete_inline(Wait& w, errc outcome = errc{}) noexcept;
+    /// Takes (and clears) a pending terminate request.
+    bool take_cancel() noexcept;
+
+    template <class M>
+    Mailbox<M>& mailbox();
+    Wait* current_wait() const noexcept { return wait_; }
+    ChannelMap& map() const noexcept { return *map_; }
+    PromiseBase& root() const noexcept { return *root_; }
+
+  private:
+    friend class PromiseBase;
+    friend class JoinWait;
+    friend class asyncore::TaskRef;
+    friend struct Scheduler;
+
+    void disarm() noexcept;
+    void mailbox_type_error() const;
+    Scheduler& sched() const noexcept { return *sched_; }
+
+    ChannelMap* map_ = nullptr;
+    Scheduler* sched_ = nullptr;
+    PromiseBase* root_ = nullptr;
+    Wait* wait_ = nullptr;
+    void* timer_ = nullptr;  ///< libevent timer, created on first use (lib/task.cpp)
+    std::unique_ptr<MailboxBase> mailbox_;
+    WaitList joiners_;
+    std::vector<std::function<void(const TaskRef&, std::exception_ptr)>> monitors_;
+    TaskCore* prev_ = nullptr;  ///< the scheduler's list of running tasks
+    TaskCore* next_ = nullptr;
+    bool timer_armed_ = false;
+    bool daemon_ = false;
+    bool cancel_requested_ = false;
+};
+
+template <class M>
+Mailbox<M>& TaskCore::mailbox() {
+    if (!mailbox_) mailbox_ = std::make_unique<Mailbox<M>>();
+    if (mailbox_->tag != &mailbox_tag<M>) mailbox_type_error();
+    return static_cast<Mailbox<M>&>(*mailbox_);
+}
+
+/// What every Task promise shares: the frame's reference count, its
+/// exception, the inline caller it returns to, and (for a spawned task) the
+/// task's scheduling state.
+class PromiseBase {
+  public:
+    PromiseBase(const PromiseBase&) = delete;
+    PromiseBase& operator=(const PromiseBase&) = delete;
+    ~PromiseBase();
+
+    struct InitialAwaiter {
+        PromiseBase* p;
+        bool await_ready() const noexcept { return false; }
+        void await_suspend(std::coroutine_handle<>) const noexcept {}
+        /// A task terminated before it first ran never runs its body.
+        void await_resume() const {
+            if (p->task_->take_cancel()) throw Cancelled();
+        }
+    };
+    struct FinalAwaiter {
+        PromiseBase* p;
+        bool await_ready() const noexcept { return false; }
+        std::coroutine_handle<> await_suspend(std::coroutine_handle<>) const noexcept {
+            return p->on_final();
+        }
+        void await_resume() const noexcept {}
+    };
+
+    PromiseBase() noexcept { core_.root_ = this; }
+    InitialAwaiter initial_suspend() noexcept { return {this}; }
+    FinalAwaiter final_suspend() noexcept { return {this}; }
+    /// Keeps the exception for whoever joins; an ExitNow also leaves loop().
+    void unhandled_exception() noexcept;
+
+    TaskCore& task() const noexcept { return *task_; }
+    bool started() const noexcept { return started_; }
+    bool done() const noexcept { return done_; }
+    bool spawned() const noexcept { return task_ == &core_ && core_.map_ != nullptr; }
+    /// The exception the coroutine ended with; marks it observed.
+    std::exception_ptr take_error() noexcept {
+        observed_ = true;
+        return error_;
+    }
+    std::exception_ptr error() const noexcept { return error_; }
+
+    void add_ref() noexcept { ++refs_; }
+    void release() noexcept;
+
+    /// Starts this coroutine inline, as a part of `parent`'s task; when it
+    /// ends it transfers back to `caller`. Returns the handle to transfer to.
+    std::coroutine_handle<> start_inline(TaskCore& parent, std::coroutine_handle<> caller) noexcept;
+    /// Makes this coroutine a task of its own on `map` and queues it to run.
+    void spawn(ChannelMap& map);
+
+  protected:
+    std::coroutine_handle<> self_;
+
+  private:
+    friend class TaskCore;
+    friend class JoinWait;
+    friend struct Scheduler;
+    friend class asyncore::TaskRef;
+    std::coroutine_handle<> on_final() noexcept;
+    void finish_task() noexcept;
+
+    TaskCore core_;
+    TaskCore* task_ = &core_;
+    std::coroutine_handle<> caller_;
+    std::exception_ptr error_;
+    std::uint32_t refs_ = 0;
+    bool started_ = false;
+    bool done_ = false;
+    bool observed_ = false;
+};
+
+/// The task running on this thread right now, or null outside tasks.
+TaskCore* current_task() noexcept;
+
+/// The task an awaitable's coroutine runs in.
+template <class P>
+TaskCore& task_of(std::coroutine_handle<P> h) noexcept {
+    static_assert(std::is_base_of_v<PromiseBase, P>,
+                  "asyncore awaitables can only be awaited inside a Task coroutine");
+    return h.promise().task();
+}
+
+template <class T>
+class Promise;
+
+/// co_await on a task handle: runs an unstarted coroutine inline, or waits
+/// for a spawned task to end.
+class JoinWait : public Wait {
+  public:
+    JoinWait(PromiseBase* p, Timeout t) noexcept : p_(p), timeout_(t) {}
+    bool await_ready() const noexcept { return p_->done(); }
+    template <class P>
+    std::coroutine_handle<> await_suspend(std::coroutine_handle<P> h) {
+        return suspend_on(task_of(h), h);
+    }
+
+  protected:
+    /// Rethrows the waiter's own failure (timeout, cancel), then the task's.
+    void check() const;
+    PromiseBase* p_;
+
+  private:
+    std::coroutine_handle<> suspend_on(TaskCore& me, std::coroutine_handle<> h);
+    Timeout timeout_;
+};
+
+}  // namespace detail
+
+/// An untyped, shared reference to a task: message it, terminate it, watch
+/// it. Copies refer to the same task. All methods are for the loop thread.
+class TaskRef {
+  public:
+    TaskRef() noexcept = default;
+    TaskRef(const TaskRef& o) noexcept : p_(o.p_) {
+        if (p_) p_->add_ref();
+    }
+    TaskRef(TaskRef&& o) noexcept : p_(std::exchange(o.p_, nullptr)) {}
+    TaskRef& operator=(TaskRef o) noexcept {
+        std::swap(p_, o.p_);
+        return *this;
+    }
+    ~TaskRef() {
+        if (p_) p_->release();
+    }
+
+    explicit operator bool() const noexcept { return p_ != nullptr; }
+    /// True once the coroutine has finished (returned, thrown or been cancelled).
+    bool done() const noexcept { return p_ && p_->done(); }
+    /// True once spawned or started by an await.
+    bool started() const noexcept { return p_ && p_->started(); }
+
+    /// Puts `msg` in the task's mailbox and wakes it if it waits in
+    /// receive<M>(). Returns false (and drops msg) if the task has finished.
+    /// Throws std::logic_error if the mailbox holds another message type.
+    template <class M>
+    bool send(M msg);
+    bool send(const char* msg) { return send(std::string(msg)); }
+
+    /// Throws Cancelled at the task's current suspension point (or at its
+    /// next one if it is running or already woken); a task not yet started
+    /// never runs its body. Returns false if the task has finished.
+    bool terminate() noexcept;
+    /// Wakes the task if it waits in suspend(); returns false otherwise.
+    bool resume() noexcept;
+    /// Daemon tasks do not keep loop() running (pycos' set_daemon).
+    void set_daemon(bool daemon = true) noexcept;
+
+    /// Calls `fn(task, error)` on the loop thread when the task ends (at once
+    /// if it has ended); `error` is null on success, Cancelled if terminated.
+    /// A monitored task's exception counts as observed.
+    void monitor(std::function<void(const TaskRef&, std::exception_ptr)> fn);
+
+    /// Awaits the end of the task without rethrowing its exception: yields
+    /// the exception (null on success). Throws TimeoutError / Cancelled for
+    /// the waiter only. The task must have been spawned.
+    class Finished : public detail::JoinWait {
+      public:
+        using JoinWait::JoinWait;
+        std::exception_ptr await_resume() const {
+            throw_if_failed();
+            return p_->take_error();
+        }
+    };
+    Finished finished(Timeout timeout = std::nullopt) const;
+
+    friend bool operator==(const TaskRef& a, const TaskRef& b) noexcept { return a.p_ == b.p_; }
+
+    /// The library's view of the coroutine (not part of the public API).
+    detail::PromiseBase* promise() const noexcept { return p_; }
+
+  protected:
+    explicit TaskRef(detail::PromiseBase* p) noexcept : p_(p) {
+        if (p_) p_->add_ref();
+    }
+    detail::PromiseBase* p_ = nullptr;
+    friend class detail::TaskCore;
+    friend class detail::PromiseBase;
+    template <class U>
+    friend class Task;
+    friend struct ThisTask;
+};
+
+/// A coroutine that produces a T (or void). See the top of this file.
+template <class T = void>
+class Task : public TaskRef {
+    static_assert(!std::is_reference_v<T>, "Task<T&> is not supported; use a pointer");
+
+  public:
+    using promise_type = detail::Promise<T>;
+    Task() noexcept = default;
+
+    /// Joins: awaits the end of the task and returns its value or rethrows its
+    /// exception. An unstarted coroutine runs inline in the awaiting task.
+    class Join : public detail::JoinWait {
+      public:
+        Join(detail::PromiseBase* p, Timeout t, bool move) noexcept : JoinWait(p, t), move_(move) {}
+        T await_resume() const;
+
+      private:
+        bool move_;
+    };
+    Join operator co_await() const& noexcept { return Join(p_, std::nullopt, false); }
+    Join operator co_await() && noexcept { return Join(p_, std::nullopt, true); }
+    /// Joins with a timeout. An unstarted coroutine is spawned first (on the
+    /// awaiting task's map); on timeout it keeps running (terminate() it if
+    /// it should not).
+    Join join(Timeout timeout) const noexcept { return Join(p_, timeout, false); }
+
+  private:
+    friend class detail::Promise<T>;
+    explicit Task(detail::PromiseBase* p) noexcept : TaskRef(p) {}
+};
+
+namespace detail {
+
+template <class T>
+class Promise : public PromiseBase {
+  public:
+    Task<T> get_return_object() noexcept {
+        self_ = std::coroutine_handle<Promise>::from_promise(*this);
+        return Task<T>(this);
+    }
+    template <class U>
+    void return_value(U&& v) noexcept(std::is_nothrow_constructible_v<T, U&&>) {
+        value_.emplace(std::forward<U>(v));
+    }
+    std::optional<T> value_;
+};
+
+template <>
+class Promise<void> : public PromiseBase {
+  public:
+    Task<void> get_return_object() noexcept {
+        self_ = std::coroutine_handle<Promise>::from_promise(*this);
+        return Task<void>(this);
+    }
+    void return_void() noexcept {}
+};
+
+}  // namespace detail
+
+template <class T>
+T Task<T>::Join::await_resume() const {
+    check();
+    auto& v = static_cast<detail::Promise<T>*>(p_)->value_;
+    if constexpr (!std::is_void_v<T>) {
+        if (move_) return std::move(*v);
+        return *v;
+    }
+}
+
+template <>
+inline void Task<void>::Join::await_resume() const {
+    check();
+}
+
+/// Makes `task` a task of its own on `map`, queued to run from the loop's
+/// next ready-queue drain (never inline). Returns the same handle. Throws
+/// std::logic_error if it was already started.
+template <class T>
+Task<T> spawn(Task<T> task, ChannelMap& map = socket_map()) {
+    if (!task) throw std::logic_error("spawn: empty task");
+    task.promise()->spawn(map);
+    return task;
+}
+
+/// co_await sleep(d): lets other tasks and dispatchers run for `d` (at least
+/// one pass, even for zero). Throws Cancelled if terminated meanwhile.
+class [[nodiscard]] Sleep : public detail::Wait {
+  public:
+    explicit Sleep(Duration d) noexcept : d_(d) {}
+    bool await_ready() const noexcept { return false; }
+    template <class P>
+    bool await_suspend(std::coroutine_handle<P> h) {
+        return start(detail::task_of(h), h);
+    }
+    void await_resume() const { throw_if_failed(); }
+
+  private:
+    bool start(detail::TaskCore& t, std::coroutine_handle<> h);
+    Duration d_;
+};
+inline Sleep sleep(Duration d) noexcept {
+    return Sleep(d);
+}
+
+/// co_await suspend(timeout): waits until another task calls resume() on
+/// this one (pycos' suspend/resume). Throws TimeoutError, Cancelled.
+class [[nodiscard]] Suspend : public detail::Wait {
+  public:
+    explicit Suspend(Timeout t) noexcept : timeout_(t) {}
+    bool await_ready() const noexcept { return false; }
+    template <class P>
+    bool await_suspend(std::coroutine_handle<P> h) {
+        detail::TaskCore& t = detail::task_of(h);
+        if (t.cancel_pending(*this)) return false;
+        kind = Kind::suspend;
+        t.suspend(*this, h, timeout_);
+        return true;
+    }
+    void await_resume() const { throw_if_failed(); }
+
+  private:
+    Timeout timeout_;
+};
+inline Suspend suspend(Timeout timeout = std::nullopt) noexcept {
+    return Suspend(timeout);
+}
+
+/// co_await receive<M>(timeout): the next message from this task's mailbox,
+/// in the order sent. Throws TimeoutError, Cancelled; a message is never lost
+/// by a wait that fails. std::logic_error if the mailbox holds another type.
+template <class M>
+class [[nodiscard]] Receive : public detail::Wait {
+  public:
+    explicit Receive(Timeout t) noexcept : timeout_(t) {}
+    bool await_ready() const noexcept { return false; }
+    template <class P>
+    bool await_suspend(std::coroutine_handle<P> h) {
+        detail::TaskCore& t = detail::task_of(h);
+        box_ = &t.template mailbox<M>();
+        if (t.cancel_pending(*this) || !box_->queue.empty()) return false;
+        kind = Kind::receive;
+        t.suspend(*this, h, timeout_);
+        return true;
+    }
+    M await_resume() {
+        throw_if_failed();
+        M m = std::move(box_->queue.front());
+        box_->queue.pop_front();
+        return m;
+    }
+
+  private:
+    Timeout timeout_;
+    detail::Mailbox<M>* box_ = nullptr;
+};
+template <class M>
+Receive<M> receive(Timeout timeout = std::nullopt) noexcept {
+    return Receive<M>(timeout);
+}
+
+/// co_await this_task(): a reference to the task the caller runs in (pycos'
+/// `task` argument). Never suspends.
+struct ThisTask {
+    TaskRef self;
+    bool await_ready() const noexcept { return false; }
+    template <class P>
+    bool await_suspend(std::coroutine_handle<P> h) noexcept {
+        self = TaskRef(&detail::task_of(h).root());
+        return false;
+    }
+    TaskRef await_resume() { return std::move(self); }
+};
+inline ThisTask this_task() noexcept {
+    return {};
+}
+
+template <class M>
+bool TaskRef::send(M msg) {
+    if (!p_ || p_->done()) return false;
+    detail::TaskCore& t = p_->task();
+    t.mailbox<M>().queue.push_back(std::move(msg));
+    detail::Wait* w = t.current_wait();
+    if (w != nullptr && w->kind == detail::Wait::Kind::receive) t.complete(*w);
+    return true;
+}
+
+}  // namespace asyncore

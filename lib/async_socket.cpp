@@ -1,0 +1,614 @@
+// AsyncSocket: each operation is a small state machine (step) run once when
+// started and again on each readiness event, or in a poll() loop in blocking
+// mode.
+
+#include <asyncore/async_file.hpp>
+#include <asyncore/async_socket.hpp>
+
+#include <netdb.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <poll.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <limits>
+#include <new>
+#include <vector>
+
+#include "detail/io_wait.hpp"
+
+namespace asyncore {
+namespace detail {
+
+struct SocketState {
+    Socket sock;
+    IoWatch read_watch;
+    IoWatch write_watch;
+    Timeout timeout;
+    std::size_t max_message = std::size_t{64} << 20;
+    bool reading = false;
+    bool writing = false;
+
+    // recv_msg reads up to `ahead_size` bytes at once, so that a small
+    // message and its header cost one recv(), not two. Bytes past the
+    // message wait here, and every later read takes from here first.
+    static constexpr std::size_t ahead_size = 4096;
+    std::unique_ptr<char[]> ahead;
+    std::size_t ahead_begin = 0;
+    std::size_t ahead_end = 0;
+
+    std::size_t ahead_len() const noexcept { return ahead_end - ahead_begin; }
+    std::size_t take_ahead(char* dst, std::size_t n) noexcept {
+        std::size_t k = std::min(n, ahead_len());
+        if (k == 0) return 0;
+        std::memcpy(dst, ahead.get() + ahead_begin, k);
+        ahead_begin += k;
+        if (ahead_begin == ahead_end) ahead_begin = ahead_end = 0;
+        return k;
+    }
+
+    void bind_watches() noexcept {
+        read_watch.bind(sock.fd(), EV_READ);
+        write_watch.bind(sock.fd(), EV_WRITE);
+    }
+
+    // A task still waiting on the socket is woken with EBADF rather than
+    // left waiting on a descriptor that no longer exists; `self` is an
+    // operation closing its own socket, which completes on its own.
+    void close(IoWaiter* self = nullptr) noexcept {
+        for (IoWatch* w : {&read_watch, &write_watch}) {
+            IoWaiter* waiter = w->waiter();
+            w->close();
+            if (waiter == nullptr || waiter == self) continue;
+            static_cast<SocketOp*>(waiter)->error = EBADF;
+            waiter->task->complete(*waiter);
+        }
+        sock.reset();
+    }
+};
+
+namespace {
+
+using Code = SocketOp::Code;
+
+bool is_write(Code c) noexcept {
+    return c >= Code::send;
+}
+
+constexpr std::size_t header_size = 4;
+
+// The outcome of one system call: finished with `n`, would block, or failed.
+enum class Io { progress, again, eof, failed };
+
+Io classify(ssize_t r, SocketOp& op) noexcept {
+    if (r > 0) return Io::progress;
+    if (r == 0) return Io::eof;
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return Io::again;
+    op.error = errno;
+    return Io::failed;
+}
+
+// Reads into op.in[op.done, op.n) until full, EOF, EAGAIN or an error.
+// Returns true when the operation is over (full, EOF handled, error).
+bool read_exact(SocketOp& op, int fd) noexcept {
+    op.done += op.state->take_ahead(op.in.data() + op.done, op.n - op.done);
+    while (op.done < op.n) {
+        ssize_t r = ::recv(fd, op.in.data() + op.done, op.n - op.done, 0);
+        switch (classify(r, op)) {
+            case Io::progress:
+                op.done += static_cast<std::size_t>(r);
+                break;
+            case Io::again:
+                return false;
+            case Io::eof:
+                op.in.resize(op.done);
+                op.lib_error = errc::truncated;
+                return true;
+            case Io::failed:
+                return true;
+        }
+    }
+    return true;
+}
+
+bool step_recv(SocketOp& op, int fd) noexcept {
+    if (std::size_t have = op.state->ahead_len(); have > 0) {
+        op.in.resize(std::min(op.n, have));
+        op.state->take_ahead(op.in.data(), op.in.size());
+        return true;
+    }
+    if (op.in.size() != op.n) op.in.resize(op.n);
+    ssize_t r = ::recv(fd, op.in.data(), op.n, 0);
+    switch (classify(r, op)) {
+        case Io::again:
+            return false;
+        case Io::progress:
+            op.in.resize(static_cast<std::size_t>(r));
+            return true;
+        default:
+            op.in.clear();
+            return true;
+    }
+}
+
+// Fills the read-ahead buffer until it holds a header. The length is
+// checked before anything is allocated for the payload.
+bool read_header(SocketOp& op, int fd) noexcept {
+    SocketState& s = *op.state;
+    if (!s.ahead) s.ahead.reset(new (std::nothrow) char[SocketState::ahead_size]);
+    if (!s.ahead) {
+        op.error = ENOMEM;
+        return true;
+    }
+    while (s.ahead_len() < header_size) {
+        if (s.ahead_begin > 0) {
+            std::memmove(s.ahead.get(), s.ahead.get() + s.ahead_begin, s.ahead_len());
+            s.ahead_end -= s.ahead_begin;
+            s.ahead_begin = 0;
+        }
+        ssize_t r =
+            ::recv(fd, s.ahead.get() + s.ahead_end, SocketState::ahead_size - s.ahead_end, 0);
+        switch (classify(r, op)) {
+            case Io::progress:
+                s.ahead_end += static_cast<std::size_t>(r);
+                break;
+            case Io::again:
+                return false;
+            case Io::eof:
+                if (s.ahead_len() == 0) {
+                    op.eof = true;
+                } else {
+                    op.in.resize(s.ahead_len());
+                    s.take_ahead(op.in.data(), op.in.size());
+                    op.lib_error = errc::truncated;
+                }
+                return true;
+            case Io::failed:
+                return true;
+        }
+    }
+    s.take_ahead(reinterpret_cast<char*>(op.header), header_size);
+    op.header_done = header_size;
+    std::size_t len = (std::size_t{op.header[0]} << 24) | (std::size_t{op.header[1]} << 16) |
+                      (std::size_t{op.header[2]} << 8) | std::size_t{op.header[3]};
+    if (len > s.max_message) {
+        op.lib_error = errc::message_too_large;
+        s.close(&op);
+        return true;
+    }
+    op.n = len;
+    op.in.resize(len);
+    return true;
+}
+
+bool step_recv_msg(SocketOp& op, int fd) noexcept {
+    if (op.header_done < header_size) {
+        if (!read_header(op, fd)) return false;
+        if (op.eof || op.lib_error != errc{} || op.error != 0) return true;
+    }
+    return read_exact(op, fd);
+}
+
+bool step_recvfrom(SocketOp& op, int fd) noexcept {
+    if (op.in.size() != op.n) op.in.resize(op.n);
+    socklen_t len = Address::capacity;
+    ssize_t r = ::recvfrom(fd, op.in.data(), op.n, 0, op.addr.native(), &len);
+    if (r < 0) {
+        if (classify(r, op) == Io::again) return false;
+        return true;
+    }
+    op.addr.set_native_size(len);
+    op.in.resize(static_cast<std::size_t>(r));
+    return true;
+}
+
+bool step_accept(SocketOp& op, int fd) noexcept {
+    for (;;) {
+        socklen_t len = Address::capacity;
+        int c = ::accept4(fd, op.addr.native(), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (c >= 0) {
+            op.addr.set_native_size(len);
+            op.accepted = c;
+            return true;
+        }
+        // A connection reset while queued is the peer's business, not ours.
+        if (errno == ECONNABORTED || errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return false;
+        op.error = errno;
+        return true;
+    }
+}
+
+bool step_send(SocketOp& op, int fd, bool all) noexcept {
+    while (op.done < op.out.size()) {
+        ssize_t r = ::send(fd, op.out.data() + op.done, op.out.size() - op.done, MSG_NOSIGNAL);
+        if (r < 0) {
+            if (classify(r, op) == Io::again) return false;
+            return true;
+        }
+        op.done += static_cast<std::size_t>(r);
+        if (!all) return true;
+    }
+    return true;
+}
+
+// Header and payload leave in one sendmsg() whenever the kernel takes both.
+bool step_send_msg(SocketOp& op, int fd) noexcept {
+    std::size_t total = header_size + op.out.size();
+    while (op.done < total) {
+        iovec iov[2];
+        int count = 0;
+        if (op.done < header_size) {
+            iov[count++] = {op.header + op.done, header_size - op.done};
+            iov[count++] = {const_cast<char*>(op.out.data()), op.out.size()};
+        } else {
+            std::size_t off = op.done - header_size;
+            iov[count++] = {const_cast<char*>(op.out.data()) + off, op.out.size() - off};
+        }
+        msghdr msg{};
+        msg.msg_iov = iov;
+        msg.msg_iovlen = static_cast<std::size_t>(count);
+        ssize_t r = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
+        if (r < 0) {
+            if (classify(r, op) == Io::again) return false;
+            return true;
+        }
+        op.done += static_cast<std::size_t>(r);
+    }
+    return true;
+}
+
+bool step_sendto(SocketOp& op, int fd) noexcept {
+    ssize_t r = ::sendto(fd, op.out.data(), op.out.size(), MSG_NOSIGNAL, op.addr.native(),
+                         op.addr.native_size());
+    if (r < 0) {
+        if (classify(r, op) == Io::again) return false;
+        return true;
+    }
+    op.done = static_cast<std::size_t>(r);
+    return true;
+}
+
+// connect(): the first step issues it; later steps read its outcome.
+bool step_connect(SocketOp& op, int fd) noexcept {
+    if (op.done == 0) {
+        op.done = 1;
+        if (::connect(fd, op.addr.native(), op.addr.native_size()) == 0) return true;
+        if (errno == EINPROGRESS || errno == EINTR) return false;
+        op.error = errno;
+        return true;
+    }
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
+    op.error = err;
+    return true;
+}
+
+bool step(SocketOp& op) noexcept {
+    int fd = op.state->sock.fd();
+    if (fd < 0) {
+        op.error = EBADF;
+        return true;
+    }
+    switch (op.code) {
+        case Code::recv:
+            return step_recv(op, fd);
+        case Code::recv_all:
+            if (op.in.size() != op.n) op.in.resize(op.n);
+            return read_exact(op, fd);
+        case Code::recv_msg:
+            return step_recv_msg(op, fd);
+        case Code::recvfrom:
+            return step_recvfrom(op, fd);
+        case Code::accept:
+            return step_accept(op, fd);
+        case Code::send:
+            return step_send(op, fd, false);
+        case Code::send_all:
+            return step_send(op, fd, true);
+        case Code::send_msg:
+            return step_send_msg(op, fd);
+        case Code::sendto:
+            return step_sendto(op, fd);
+        case Code::connect:
+            return step_connect(op, fd);
+    }
+    return true;
+}
+
+bool step_waiter(IoWaiter& w) noexcept {
+    return step(static_cast<SocketOp&>(w));
+}
+
+const char* op_name(Code c) noexcept {
+    static constexpr const char* names[] = {"recv", "recvall", "recv_msg", "recvfrom", "accept",
+                                            "send", "sendall", "send_msg", "sendto",   "connect"};
+    return names[static_cast<int>(c)];
+}
+
+// Milliseconds left until `deadline` for poll(); -1 without one.
+int poll_ms(const std::optional<std::chrono::steady_clock::time_point>& deadline) {
+    if (!deadline) return -1;
+    auto left =
+        std::chrono::ceil<std::chrono::milliseconds>(*deadline - std::chrono::steady_clock::now());
+    return left.count() > 0 ? static_cast<int>(left.count()) : 0;
+}
+
+}  // namespace
+
+SocketOp::SocketOp(SocketState* s, Code c, std::string_view o, std::size_t size,
+                   const Address* a) noexcept
+    : state(s), code(c), n(size), out(o) {
+    if (a != nullptr) addr = *a;
+    if (c != Code::send_msg) return;
+    if (o.size() > std::numeric_limits<std::uint32_t>::max()) {
+        lib_error = errc::message_too_large;
+        return;
+    }
+    auto len = static_cast<std::uint32_t>(o.size());
+    header[0] = static_cast<unsigned char>(len >> 24);
+    header[1] = static_cast<unsigned char>(len >> 16);
+    header[2] = static_cast<unsigned char>(len >> 8);
+    header[3] = static_cast<unsigned char>(len);
+}
+
+SocketOp::~SocketOp() {
+    if (!claimed) return;
+    (is_write(code) ? state->writing : state->reading) = false;
+}
+
+bool SocketOp::begin() noexcept {
+    if (lib_error != errc{}) return true;
+    if (state == nullptr) {
+        error = EBADF;
+        return true;
+    }
+    bool& flag = is_write(code) ? state->writing : state->reading;
+    if (flag) {
+        lib_error = errc::busy;
+        return true;
+    }
+    flag = claimed = true;
+    IoWaiter::step = step_waiter;
+    return detail::step(*this);
+}
+
+bool SocketOp::suspend(TaskCore& t, std::coroutine_handle<> h) {
+    IoWatch& w = is_write(code) ? state->write_watch : state->read_watch;
+    return w.suspend(*this, t, h, state->timeout);
+}
+
+void SocketOp::finish() {
+    if (claimed) {
+        (is_write(code) ? state->writing : state->reading) = false;
+        claimed = false;
+    }
+    throw_if_failed();
+    if (lib_error == errc::truncated) throw TruncatedError(std::move(in));
+    if (lib_error != errc{}) throw std::system_error(make_error_code(lib_error), op_name(code));
+    if (error != 0) throw_errno(error, op_name(code));
+}
+
+void SocketOp::run_blocking() {
+    if (begin()) return;
+    std::optional<std::chrono::steady_clock::time_point> deadline;
+    if (state->timeout) {
+        deadline = std::chrono::steady_clock::now() +
+                   std::chrono::duration_cast<std::chrono::steady_clock::duration>(*state->timeout);
+    }
+    pollfd p{state->sock.fd(), static_cast<short>(is_write(code) ? POLLOUT : POLLIN), 0};
+    for (;;) {
+        int r = ::poll(&p, 1, poll_ms(deadline));
+        if (r < 0 && errno != EINTR) {
+            error = errno;
+            return;
+        }
+        if (r == 0) {
+            outcome = errc::timed_out;
+            return;
+        }
+        if (r > 0 && detail::step(*this)) return;
+    }
+}
+
+}  // namespace detail
+
+using detail::SocketOp;
+using Code = SocketOp::Code;
+
+AsyncSocket::AsyncSocket() noexcept = default;
+
+AsyncSocket::AsyncSocket(Socket sock) : s_(std::make_unique<detail::SocketState>()) {
+    sock.set_nonblocking(true);
+    s_->sock = std::move(sock);
+    s_->bind_watches();
+}
+
+AsyncSocket::AsyncSocket(int family, int type) : AsyncSocket(Socket::create(family, type)) {}
+
+AsyncSocket::AsyncSocket(AsyncSocket&&) noexcept = default;
+
+AsyncSocket& AsyncSocket::operator=(AsyncSocket&& o) noexcept {
+    if (this != &o) {
+        close();
+        s_ = std::move(o.s_);
+    }
+    return *this;
+}
+
+AsyncSocket::~AsyncSocket() {
+    close();
+}
+
+int AsyncSocket::fd() const noexcept {
+    return s_ ? s_->sock.fd() : -1;
+}
+
+namespace {
+
+int checked_fd(const std::unique_ptr<detail::SocketState>& s) {
+    if (!s || !s->sock) throw_errno(EBADF, "AsyncSocket");
+    return s->sock.fd();
+}
+
+}  // namespace
+
+void AsyncSocket::bind(const Address& addr) {
+    if (::bind(checked_fd(s_), addr.native(), addr.native_size()) < 0) throw_errno(errno, "bind");
+}
+
+void AsyncSocket::listen(int backlog) {
+    if (::listen(checked_fd(s_), backlog) < 0) throw_errno(errno, "listen");
+}
+
+void AsyncSocket::setsockopt(int level, int name, int value) {
+    if (::setsockopt(checked_fd(s_), level, name, &value, sizeof value) < 0) {
+        throw_errno(errno, "setsockopt");
+    }
+}
+
+Address AsyncSocket::local_address() const {
+    Address a;
+    socklen_t len = Address::capacity;
+    if (::getsockname(checked_fd(s_), a.native(), &len) < 0) throw_errno(errno, "getsockname");
+    a.set_native_size(len);
+    return a;
+}
+
+Address AsyncSocket::peer_address() const {
+    Address a;
+    socklen_t len = Address::capacity;
+    if (::getpeername(checked_fd(s_), a.native(), &len) < 0) throw_errno(errno, "getpeername");
+    a.set_native_size(len);
+    return a;
+}
+
+void AsyncSocket::shutdown(int how) {
+    if (::shutdown(checked_fd(s_), how) < 0) throw_errno(errno, "shutdown");
+}
+
+void AsyncSocket::close() noexcept {
+    if (s_) s_->close();
+}
+
+void AsyncSocket::settimeout(Timeout timeout) noexcept {
+    if (s_) s_->timeout = timeout;
+}
+
+Timeout AsyncSocket::gettimeout() const noexcept {
+    return s_ ? s_->timeout : std::nullopt;
+}
+
+void AsyncSocket::set_max_message_size(std::size_t bytes) noexcept {
+    if (s_) s_->max_message = bytes;
+}
+
+std::size_t AsyncSocket::max_message_size() const noexcept {
+    return s_ ? s_->max_message : 0;
+}
+
+SocketAwaitable<Connection> AsyncSocket::accept() {
+    return SocketAwaitable<Connection>(s_.get(), Code::accept);
+}
+
+SocketAwaitable<void> AsyncSocket::connect(const Address& addr) {
+    return SocketAwaitable<void>(s_.get(), Code::connect, {}, 0, &addr);
+}
+
+SocketAwaitable<std::size_t> AsyncSocket::send(std::string_view data) {
+    return SocketAwaitable<std::size_t>(s_.get(), Code::send, data);
+}
+
+SocketAwaitable<std::string> AsyncSocket::recv(std::size_t n) {
+    return SocketAwaitable<std::string>(s_.get(), Code::recv, {}, n);
+}
+
+SocketAwaitable<void> AsyncSocket::sendall(std::string_view data) {
+    return SocketAwaitable<void>(s_.get(), Code::send_all, data);
+}
+
+SocketAwaitable<std::string> AsyncSocket::recvall(std::size_t n) {
+    return SocketAwaitable<std::string>(s_.get(), Code::recv_all, {}, n);
+}
+
+SocketAwaitable<void> AsyncSocket::send_msg(std::string_view data) {
+    return SocketAwaitable<void>(s_.get(), Code::send_msg, data);
+}
+
+SocketAwaitable<std::optional<std::string>> AsyncSocket::recv_msg() {
+    return SocketAwaitable<std::optional<std::string>>(s_.get(), Code::recv_msg);
+}
+
+SocketAwaitable<std::size_t> AsyncSocket::sendto(std::string_view data, const Address& to) {
+    return SocketAwaitable<std::size_t>(s_.get(), Code::sendto, data, 0, &to);
+}
+
+SocketAwaitable<Datagram> AsyncSocket::recvfrom(std::size_t n) {
+    return SocketAwaitable<Datagram>(s_.get(), Code::recvfrom, {}, n);
+}
+
+namespace {
+
+std::vector<Address> resolve(const std::string& host, std::uint16_t port, int family) {
+    addrinfo hints{};
+    hints.ai_family = family;
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* res = nullptr;
+    std::string service = std::to_string(port);
+    int rc = ::getaddrinfo(host.c_str(), service.c_str(), &hints, &res);
+    if (rc != 0) {
+        throw std::system_error(rc == EAI_SYSTEM ? errno : EHOSTUNREACH, std::generic_category(),
+                                "getaddrinfo " + host + ": " + ::gai_strerror(rc));
+    }
+    std::vector<Address> out;
+    for (addrinfo* ai = res; ai != nullptr; ai = ai->ai_next)
+        out.push_back(Address::from_native(ai->ai_addr, ai->ai_addrlen));
+    ::freeaddrinfo(res);
+    return out;
+}
+
+int socket_family(const std::unique_ptr<detail::SocketState>& s) {
+    int family = 0;
+    socklen_t len = sizeof family;
+    if (::getsockopt(checked_fd(s), SOL_SOCKET, SO_DOMAIN, &family, &len) < 0) return AF_UNSPEC;
+    return family;
+}
+
+}  // namespace
+
+Task<void> AsyncSocket::connect(std::string host, std::uint16_t port) {
+    int family = socket_family(s_);
+    std::vector<Address> addrs;
+    try {
+        addrs.push_back(Address::ip(host, port));
+    } catch (const std::invalid_argument&) {
+    }
+    if (addrs.empty()) {
+        // Explicit copies: GCC 12 mis-copies a coroutine parameter captured by [=].
+        std::string name = host;
+        auto lookup = [name, port, family] { return resolve(name, port, family); };
+        addrs = co_await run_in_thread(std::move(lookup));
+    }
+    std::exception_ptr last;
+    for (const Address& a : addrs) {
+        if (a.family() != family) continue;
+        try {
+            co_await connect(a);
+            co_return;
+        } catch (const std::system_error& e) {
+            // Timeouts and cancellation end the attempt; an errno tries the next.
+            if (e.code().category() == error_category()) throw;
+            last = std::current_exception();
+        }
+    }
+    if (last) std::rethrow_exception(last);
+    throw_errno(EAFNOSUPPORT, "connect: no address of the socket's family");
+}
+
+}  // namespace asyncore

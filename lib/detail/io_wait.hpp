@@ -1,0 +1,75 @@
+// The readiness seam of the task layer: wait until a descriptor is readable
+// or writable, with a timeout and cancellation. AsyncSocket, AsyncFile and
+// TLS build on it.
+//
+// Operations try their system call first and come here only on EAGAIN. An
+// IoWatch is one persistent libevent event for one direction of one
+// descriptor. It stays added after a wait completes, so a task that reads,
+// answers and reads again costs no epoll_ctl per message; if it fires while
+// nobody waits it is deleted then (level-triggered epoll would otherwise
+// report the same readiness on every pass). A cancelled or timed-out wait
+// deletes it at once: nothing stays registered for a wait that is gone.
+#pragma once
+
+#include <coroutine>
+
+#include <event2/event.h>
+
+#include <asyncore/task.hpp>
+
+namespace asyncore::detail {
+
+struct MapCore;
+
+class IoWatch {
+  public:
+    IoWatch() = default;
+    IoWatch(const IoWatch&) = delete;
+    IoWatch& operator=(const IoWatch&) = delete;
+    ~IoWatch() { close(); }
+
+    /// Binds the watch to `fd` and direction EV_READ or EV_WRITE. The event
+    /// is created on `map` at the first wait.
+    void bind(int fd, short what) noexcept {
+        fd_ = fd;
+        what_ = what;
+    }
+    /// Registers `w` (which must be the task's next wait) and suspends the
+    /// task; false if a pending terminate() was delivered instead.
+    bool suspend(IoWaiter& w, TaskCore& t, std::coroutine_handle<> h, Timeout timeout);
+    /// Deletes and frees the event; a waiter still registered is detached
+    /// (the caller completes it).
+    void close() noexcept;
+    IoWaiter* waiter() const noexcept { return waiter_; }
+
+  private:
+    static void on_ready(evutil_socket_t, short, void* arg);
+    static void detach(Wait& w) noexcept;
+    void ensure_event(TaskCore& t);
+
+    MapCore* core_ = nullptr;
+    event* ev_ = nullptr;
+    IoWaiter* waiter_ = nullptr;
+    int fd_ = -1;
+    short what_ = 0;
+    bool added_ = false;
+};
+
+/// co_await IoReady(watch, timeout): resumes when the watch's descriptor is
+/// ready. Throws TimeoutError, Cancelled.
+class IoReady : public IoWaiter {
+  public:
+    IoReady(IoWatch& watch, Timeout timeout) noexcept : watch_(watch), timeout_(timeout) {}
+    bool await_ready() const noexcept { return false; }
+    template <class P>
+    bool await_suspend(std::coroutine_handle<P> h) {
+        return watch_.suspend(*this, task_of(h), h, timeout_);
+    }
+    void await_resume() const { throw_if_failed(); }
+
+  private:
+    IoWatch& watch_;
+    Timeout timeout_;
+};
+
+}  // namespace asyncore::detail

@@ -1,0 +1,420 @@
+// Tasks: the ready queue, task timers, joining, terminate and shutdown.
+
+#include <asyncore/task.hpp>
+
+#include <pthread.h>
+
+#include <cstdio>
+
+#include "detail/map_core.hpp"
+#include "detail/scheduler.hpp"
+
+namespace asyncore {
+namespace detail {
+namespace {
+
+timeval to_timeval(Duration d) {
+    auto usec = std::chrono::duration_cast<std::chrono::microseconds>(d).count();
+    if (usec < 0) usec = 0;
+    return timeval{static_cast<time_t>(usec / 1000000), static_cast<suseconds_t>(usec % 1000000)};
+}
+
+// The lowest address of the calling thread's stack, or null if unknown.
+char* stack_low() noexcept {
+    pthread_attr_t attr;
+    if (pthread_getattr_np(pthread_self(), &attr) != 0) return nullptr;
+    void* addr = nullptr;
+    std::size_t size = 0;
+    int rc = pthread_attr_getstack(&attr, &addr, &size);
+    pthread_attr_destroy(&attr);
+    return rc == 0 ? static_cast<char*>(addr) : nullptr;
+}
+
+// Symmetric transfer between an awaiting coroutine and the one it awaits
+// inline is a tail call only when the compiler makes it one; GCC does not
+// under -O0 or AddressSanitizer. Rather than trust it, a transfer made with
+// less than this much stack left goes through the ready queue instead, which
+// unwinds the stack: a chain of any depth then runs in bounded stack.
+constexpr std::size_t stack_reserve = 1024 * 1024;
+
+bool stack_is_deep() noexcept {
+    thread_local char* const low = stack_low();
+    auto* here = static_cast<char*>(__builtin_frame_address(0));
+    return low != nullptr && here < low + stack_reserve;
+}
+
+thread_local TaskCore* current = nullptr;
+
+// Resumes `h`, running in task `t`, with current_task() telling who runs.
+void resume_in(std::coroutine_handle<> h, TaskCore* t) noexcept {
+    TaskCore* saved = std::exchange(current, t);
+    h.resume();
+    current = saved;
+}
+
+void on_ready(evutil_socket_t, short, void* arg) {
+    static_cast<Scheduler*>(arg)->drain();
+}
+
+bool is_cancelled(std::exception_ptr e) {
+    try {
+        std::rethrow_exception(e);
+    } catch (const Cancelled&) {
+        return true;
+    } catch (...) {
+        return false;
+    }
+}
+
+}  // namespace
+
+// -- Scheduler ----------------------------------------------------------------
+
+Scheduler::Scheduler(MapCore& c) : core(c), post_link(std::make_shared<PostLink>()) {
+    post_link->map = &c.owner;
+    ready_ev = event_new(core.base, -1, 0, on_ready, this);
+    if (ready_ev == nullptr) throw std::bad_alloc();
+}
+
+// A task that catches Cancelled and waits again is cancelled again; after a
+// bounded number of rounds what is left is reported rather than spun on.
+Scheduler::~Scheduler() {
+    closing = true;
+    for (int round = 0; head != nullptr && round < 64; ++round) {
+        cancel_all();
+        while (!ready.empty())
+            drain();
+    }
+    if (head != nullptr) std::fprintf(stderr, "error: tasks survived their map's destruction\n");
+    {
+        std::lock_guard lock(post_link->mutex);
+        post_link->map = nullptr;
+    }
+    event_free(ready_ev);
+}
+
+void Scheduler::cancel_all() noexcept {
+    for (TaskCore* t = head; t != nullptr; t = t->next_) {
+        t->cancel_requested_ = true;
+        if (Wait* w = t->wait_; w != nullptr && w->cancellable) {
+            w->detach();
+            t->complete(*w, errc::cancelled);
+        }
+    }
+}
+
+void Scheduler::push(std::coroutine_handle<> h, TaskCore* t) {
+    if (ready.empty() && !closing) event_active(ready_ev, EV_READ, 1);
+    ready.emplace_back(h, t);
+}
+
+void Scheduler::drain() noexcept {
+    batch.swap(ready);
+    for (auto [h, t] : batch)
+        resume_in(h, t);
+    batch.clear();
+    if (!ready.empty() && !closing) {
+        // More work was queued: end this pass so that dispatchers' interest
+        // is refreshed before it runs; the event stays active for the next.
+        event_active(ready_ev, EV_READ, 1);
+        event_base_loopbreak(core.base);
+    }
+}
+
+void Scheduler::link(TaskCore& t) noexcept {
+    t.prev_ = nullptr;
+    t.next_ = head;
+    if (head != nullptr) head->prev_ = &t;
+    head = &t;
+}
+
+void Scheduler::unlink(TaskCore& t) noexcept {
+    if (t.prev_ != nullptr) t.prev_->next_ = t.next_;
+    if (t.next_ != nullptr) t.next_->prev_ = t.prev_;
+    if (head == &t) head = t.next_;
+    t.prev_ = t.next_ = nullptr;
+}
+
+void Scheduler::on_timer(evutil_socket_t, short, void* arg) {
+    auto* t = static_cast<TaskCore*>(arg);
+    t->timer_armed_ = false;
+    Wait* w = t->wait_;
+    if (w == nullptr) return;
+    w->detach();
+    t->complete_inline(*w, w->kind == Wait::Kind::sleep ? errc{} : errc::timed_out);
+}
+
+Scheduler& scheduler_of(ChannelMap& map) {
+    MapCore& c = core_of(map);
+    if (!c.tasks) c.tasks = std::make_unique<Scheduler>(c);
+    return static_cast<Scheduler&>(*c.tasks);
+}
+
+// -- Wait, WaitList -------------------------------------------------------------
+
+void Wait::detach() noexcept {
+    if (list != nullptr) list->remove(*this);
+    if (detach_fn != nullptr) detach_fn(*this);
+}
+
+void Wait::throw_if_failed() const {
+    if (outcome == errc::timed_out) throw TimeoutError();
+    if (outcome == errc::cancelled) throw Cancelled();
+}
+
+void WaitList::push_back(Wait& w) noexcept {
+    w.list = this;
+    w.next = nullptr;
+    w.prev = tail_;
+    if (tail_ != nullptr) {
+        tail_->next = &w;
+    } else {
+        head_ = &w;
+    }
+    tail_ = &w;
+    ++size_;
+}
+
+void WaitList::remove(Wait& w) noexcept {
+    if (w.prev != nullptr) {
+        w.prev->next = w.next;
+    } else {
+        head_ = w.next;
+    }
+    if (w.next != nullptr) {
+        w.next->prev = w.prev;
+    } else {
+        tail_ = w.prev;
+    }
+    w.prev = w.next = nullptr;
+    w.list = nullptr;
+    --size_;
+}
+
+Wait* WaitList::pop_front() noexcept {
+    Wait* w = head_;
+    if (w != nullptr) remove(*w);
+    return w;
+}
+
+// -- TaskCore -------------------------------------------------------------------
+
+bool TaskCore::take_cancel() noexcept {
+    if (!cancel_requested_) return false;
+    // While the map is being destroyed every wait is refused.
+    if (sched_ == nullptr || !sched_->closing) cancel_requested_ = false;
+    return true;
+}
+
+bool TaskCore::cancel_pending(Wait& w) noexcept {
+    if (!take_cancel()) return false;
+    w.outcome = errc::cancelled;
+    return true;
+}
+
+void TaskCore::suspend(Wait& w, std::coroutine_handle<> h, Timeout timeout) {
+    w.handle = h;
+    w.task = this;
+    w.outcome = errc{};
+    wait_ = &w;
+    if (!timeout) return;
+    if (timer_ == nullptr) {
+        timer_ = evtimer_new(core_of(*map_).base, Scheduler::on_timer, this);
+        if (timer_ == nullptr) throw std::bad_alloc();
+    }
+    timeval tv = to_timeval(*timeout);
+    evtimer_add(static_cast<event*>(timer_), &tv);
+    timer_armed_ = true;
+}
+
+void TaskCore::disarm() noexcept {
+    if (!timer_armed_) return;
+    evtimer_del(static_cast<event*>(timer_));
+    timer_armed_ = false;
+}
+
+void TaskCore::complete(Wait& w, errc outcome) noexcept {
+    disarm();
+    wait_ = nullptr;
+    w.outcome = outcome;
+    sched().push(w.handle, this);
+}
+
+void TaskCore::complete_inline(Wait& w, errc outcome) noexcept {
+    disarm();
+    wait_ = nullptr;
+    w.outcome = outcome;
+    resume_in(w.handle, this);
+}
+
+void TaskCore::mailbox_type_error() const {
+    throw std::logic_error("task mailbox: message type differs from the one it holds");
+}
+
+// -- PromiseBase ------------------------------------------------------------------
+
+PromiseBase::~PromiseBase() {
+    if (error_ && !observed_ && !is_cancelled(error_)) {
+        std::fprintf(stderr, "error: exception in a task nobody awaited (%s)\n",
+                     describe_exception(error_).c_str());
+    }
+}
+
+void PromiseBase::unhandled_exception() noexcept {
+    error_ = std::current_exception();
+    try {
+        throw;
+    } catch (const ExitNow&) {
+        observed_ = true;
+        if (task_->map_ != nullptr) core_of(*task_->map_).request_exit(error_);
+    } catch (...) {
+    }
+}
+
+void PromiseBase::release() noexcept {
+    if (--refs_ == 0 && (!started_ || done_)) self_.destroy();
+}
+
+std::coroutine_handle<> PromiseBase::start_inline(TaskCore& parent,
+                                                  std::coroutine_handle<> caller) noexcept {
+    started_ = true;
+    task_ = &parent;
+    caller_ = caller;
+    return self_;
+}
+
+void PromiseBase::spawn(ChannelMap& map) {
+    if (started_) throw std::logic_error("spawn: the task was already started");
+    Scheduler& s = scheduler_of(map);
+    started_ = true;
+    core_.map_ = &map;
+    core_.sched_ = &s;  // looked up once: while the map destroys it, its slot is empty
+    ++refs_;            // the running task's own reference, dropped when it ends
+    s.link(core_);
+    if (!core_.daemon_) ++s.core.live_tasks;
+    s.push(self_, &core_);
+}
+
+std::coroutine_handle<> PromiseBase::on_final() noexcept {
+    done_ = true;
+    if (task_ != &core_) {
+        while (Wait* w = core_.joiners_.pop_front())
+            w->task->complete(*w);
+        if (!stack_is_deep()) return caller_;
+        task_->sched().push(caller_, task_);
+        return std::noop_coroutine();
+    }
+    finish_task();
+    if (--refs_ == 0) self_.destroy();
+    return std::noop_coroutine();
+}
+
+void PromiseBase::finish_task() noexcept {
+    Scheduler& s = core_.sched();
+    s.unlink(core_);
+    if (!core_.daemon_) --s.core.live_tasks;
+    if (core_.timer_ != nullptr) {
+        core_.disarm();
+        s.core.dead_events.push_back(static_cast<event*>(core_.timer_));
+        core_.timer_ = nullptr;
+    }
+    while (Wait* w = core_.joiners_.pop_front())
+        w->task->complete(*w);
+    if (core_.monitors_.empty()) return;
+    observed_ = true;
+    auto monitors = std::move(core_.monitors_);
+    TaskRef self(this);
+    for (auto& fn : monitors)
+        s.core.guarded("task monitor", [&] { fn(self, error_); });
+}
+
+// -- JoinWait ---------------------------------------------------------------------
+
+std::coroutine_handle<> JoinWait::suspend_on(TaskCore& me, std::coroutine_handle<> h) {
+    if (!p_->started()) {
+        if (!timeout_) {
+            std::coroutine_handle<> child = p_->start_inline(me, h);
+            if (!stack_is_deep()) return child;
+            me.sched().push(child, &me);
+            return std::noop_coroutine();
+        }
+        p_->spawn(me.map());
+    }
+    if (me.cancel_pending(*this)) return h;
+    p_->core_.joiners_.push_back(*this);
+    me.suspend(*this, h, timeout_);
+    return std::noop_coroutine();
+}
+
+void JoinWait::check() const {
+    throw_if_failed();
+    if (std::exception_ptr e = p_->take_error()) std::rethrow_exception(e);
+}
+
+TaskCore* current_task() noexcept {
+    return current;
+}
+
+}  // namespace detail
+
+// -- TaskRef, Sleep ------------------------------------------------------------------
+
+bool TaskRef::terminate() noexcept {
+    if (!p_ || p_->done()) return false;
+    detail::TaskCore& t = p_->task();
+    if (detail::Wait* w = t.wait_; w != nullptr && w->cancellable) {
+        w->detach();
+        t.complete(*w, errc::cancelled);
+    } else {
+        t.cancel_requested_ = true;
+    }
+    return true;
+}
+
+bool TaskRef::resume() noexcept {
+    if (!p_ || p_->done()) return false;
+    detail::TaskCore& t = p_->task();
+    detail::Wait* w = t.wait_;
+    if (w == nullptr || w->kind != detail::Wait::Kind::suspend) return false;
+    t.complete(*w);
+    return true;
+}
+
+void TaskRef::set_daemon(bool daemon) noexcept {
+    if (!p_) return;
+    detail::TaskCore& t = p_->core_;
+    if (t.daemon_ == daemon) return;
+    t.daemon_ = daemon;
+    if (p_->spawned() && !p_->done()) {
+        std::size_t& live = detail::core_of(t.map()).live_tasks;
+        daemon ? --live : ++live;
+    }
+}
+
+void TaskRef::monitor(std::function<void(const TaskRef&, std::exception_ptr)> fn) {
+    if (!p_) throw std::logic_error("monitor: empty task");
+    if (p_->done()) {
+        fn(*this, p_->take_error());
+        return;
+    }
+    p_->core_.monitors_.push_back(std::move(fn));
+}
+
+TaskRef::Finished TaskRef::finished(Timeout timeout) const {
+    if (!p_) throw std::logic_error("finished: empty task");
+    return Finished(p_, timeout);
+}
+
+bool Sleep::start(detail::TaskCore& t, std::coroutine_handle<> h) {
+    if (t.cancel_pending(*this)) return false;
+    kind = Kind::sleep;
+    if (d_ <= Duration::zero()) {
+        t.suspend(*this, h, std::nullopt);
+        t.complete(*this);
+        return true;
+    }
+    t.suspend(*this, h, d_);
+    return true;
+}
+
+}  // namespace asyncore

@@ -1,0 +1,242 @@
+// HTTP/1.1 on Tasks + AsyncSocket: keep-alive, pipelining, GET /hello, files
+// under --root, 400/404/405/431 and a request-size limit.
+//
+//   http_server [--host H] [--port P] [--root DIR] [--max-request BYTES]
+
+#include <asyncore/async_socket.hpp>
+#include <asyncore/loop.hpp>
+#include <asyncore/task.hpp>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fcntl.h>
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "../tut_sock/task_server.hpp"
+
+using asyncore::AsyncSocket;
+using asyncore::Task;
+
+namespace {
+
+struct Config {
+    std::string root;
+    std::size_t max_request = 8192;
+};
+
+struct Request {
+    std::string method, target, version;
+    bool keep_alive = true;
+    std::size_t content_length = 0;
+};
+
+std::string lower(std::string_view s) {
+    std::string out(s);
+    for (char& c : out)
+        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return out;
+}
+
+// Parses the request head (without its final blank line); nullopt if malformed.
+std::optional<Request> parse(std::string_view head) {
+    Request r;
+    std::size_t eol = head.find("\r\n");
+    std::string_view line = head.substr(0, eol);
+    std::size_t sp1 = line.find(' ');
+    std::size_t sp2 = line.rfind(' ');
+    if (sp1 == std::string_view::npos || sp2 == sp1) return std::nullopt;
+    r.method = line.substr(0, sp1);
+    r.target = line.substr(sp1 + 1, sp2 - sp1 - 1);
+    r.version = line.substr(sp2 + 1);
+    if (r.version != "HTTP/1.1" && r.version != "HTTP/1.0") return std::nullopt;
+    if (r.target.empty() || r.target[0] != '/') return std::nullopt;
+    r.keep_alive = r.version == "HTTP/1.1";
+    while (eol != std::string_view::npos) {
+        head.remove_prefix(eol + 2);
+        eol = head.find("\r\n");
+        std::string_view h = head.substr(0, eol);
+        std::size_t colon = h.find(':');
+        if (colon == std::string_view::npos || colon == 0) return std::nullopt;
+        std::string name = lower(h.substr(0, colon));
+        std::string_view value = h.substr(colon + 1);
+        while (!value.empty() && (value.front() == ' ' || value.front() == '\t'))
+            value.remove_prefix(1);
+        if (name == "connection") {
+            std::string v = lower(value);
+            if (v == "close") r.keep_alive = false;
+            if (v == "keep-alive") r.keep_alive = true;
+        } else if (name == "content-length") {
+            char* end = nullptr;
+            std::string v(value);
+            r.content_length = std::strtoul(v.c_str(), &end, 10);
+            if (v.empty() || *end != '\0') return std::nullopt;
+        }
+    }
+    return r;
+}
+
+std::string_view content_type(std::string_view path) {
+    static const std::pair<std::string_view, std::string_view> types[] = {
+        {".html", "text/html; charset=utf-8"},
+        {".htm", "text/html; charset=utf-8"},
+        {".txt", "text/plain; charset=utf-8"},
+        {".css", "text/css"},
+        {".js", "text/javascript"},
+        {".json", "application/json"},
+        {".png", "image/png"},
+        {".jpg", "image/jpeg"},
+        {".jpeg", "image/jpeg"},
+        {".gif", "image/gif"},
+        {".svg", "image/svg+xml"}};
+    for (auto& [ext, type] : types)
+        if (path.size() >= ext.size() && path.substr(path.size() - ext.size()) == ext) return type;
+    return "application/octet-stream";
+}
+
+std::string head_for(int status, std::string_view reason, std::string_view type, std::size_t length,
+                     bool keep_alive) {
+    std::string h = "HTTP/1.1 " + std::to_string(status) + " " + std::string(reason) + "\r\n";
+    h += "Content-Type: " + std::string(type) + "\r\n";
+    h += "Content-Length: " + std::to_string(length) + "\r\n";
+    h += keep_alive ? "Connection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n";
+    return h;
+}
+
+Task<void> send_simple(AsyncSocket& conn, int status, std::string_view reason, std::string body,
+                       bool keep_alive, bool head_only) {
+    std::string out =
+        head_for(status, reason, "text/plain; charset=utf-8", body.size(), keep_alive);
+    if (!head_only) out += body;
+    co_await conn.sendall(out);
+}
+
+// A path is served only if no segment is "..": nothing outside --root.
+bool safe_path(std::string_view p) {
+    if (p.find('\0') != std::string_view::npos) return false;
+    std::size_t pos = 0;
+    while (pos <= p.size()) {
+        std::size_t next = p.find('/', pos);
+        if (next == std::string_view::npos) next = p.size();
+        if (p.substr(pos, next - pos) == "..") return false;
+        pos = next + 1;
+    }
+    return true;
+}
+
+// Files are sent in 1 MiB pieces so a large one never sits whole in memory.
+Task<bool> send_file(AsyncSocket& conn, const Config& cfg, const Request& req, bool head_only) {
+    std::string path = req.target.substr(0, req.target.find('?'));
+    if (cfg.root.empty() || !safe_path(path)) co_return false;
+    std::string full = cfg.root + path;
+    int fd = ::open(full.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) co_return false;
+    asyncore::Socket owner(fd);
+    struct stat st {};
+    if (::fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) co_return false;
+    auto size = static_cast<std::size_t>(st.st_size);
+    co_await conn.sendall(head_for(200, "OK", content_type(path), size, req.keep_alive));
+    if (head_only) co_return true;
+    std::string piece;
+    for (std::size_t off = 0; off < size;) {
+        piece.resize(std::min<std::size_t>(1 << 20, size - off));
+        ssize_t n = ::pread(fd, piece.data(), piece.size(), static_cast<off_t>(off));
+        if (n <= 0) throw std::runtime_error("read failed: " + full);
+        piece.resize(static_cast<std::size_t>(n));
+        co_await conn.sendall(piece);
+        off += static_cast<std::size_t>(n);
+    }
+    co_return true;
+}
+
+Task<void> respond(AsyncSocket& conn, const Config& cfg, const Request& req) {
+    bool head_only = req.method == "HEAD";
+    if (req.method != "GET" && !head_only) {
+        co_await send_simple(conn, 405, "Method Not Allowed", "method not allowed\n",
+                             req.keep_alive, false);
+    } else if (req.target == "/hello") {
+        co_await send_simple(conn, 200, "OK", "Hello, world!", req.keep_alive, head_only);
+    } else if (!co_await send_file(conn, cfg, req, head_only)) {
+        co_await send_simple(conn, 404, "Not Found", "not found\n", req.keep_alive, head_only);
+    }
+}
+
+// One connection: requests are taken from `buf` in order (pipelining);
+// reading resumes only when no complete request is buffered.
+Task<void> serve(AsyncSocket conn, const Config& cfg) {
+    std::string buf;
+    for (;;) {
+        std::size_t end;
+        while ((end = buf.find("\r\n\r\n")) == std::string::npos) {
+            if (buf.size() > cfg.max_request) {
+                co_await send_simple(conn, 431, "Request Header Fields Too Large",
+                                     "request too large\n", false, false);
+                co_return;
+            }
+            std::string chunk = co_await conn.recv(65536);
+            if (chunk.empty()) co_return;
+            buf += chunk;
+        }
+        if (end + 4 > cfg.max_request) {
+            co_await send_simple(conn, 431, "Request Header Fields Too Large",
+                                 "request too large\n", false, false);
+            co_return;
+        }
+        std::optional<Request> req = parse(std::string_view(buf).substr(0, end));
+        if (!req || req->content_length > cfg.max_request) {
+            co_await send_simple(conn, 400, "Bad Request", "bad request\n", false, false);
+            co_return;
+        }
+        std::size_t total = end + 4 + req->content_length;
+        while (buf.size() < total) {
+            std::string chunk = co_await conn.recv(65536);
+            if (chunk.empty()) co_return;
+            buf += chunk;
+        }
+        buf.erase(0, total);
+        co_await respond(conn, cfg, *req);
+        if (!req->keep_alive) co_return;
+    }
+}
+
+Task<void> serve_logged(AsyncSocket conn, const Config& cfg) {
+    try {
+        co_await serve(std::move(conn), cfg);
+    } catch (const asyncore::Cancelled&) {
+        throw;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "connection: %s\n", e.what());
+    }
+}
+
+Task<void> accept_loop(AsyncSocket& listener, sample::Server& server, const Config& cfg) {
+    while (!server.stopping()) {
+        try {
+            auto [conn, addr] = co_await listener.accept();
+            server.track(asyncore::spawn(serve_logged(std::move(conn), cfg)));
+        } catch (const std::system_error& e) {
+            if (server.stopping()) break;
+            std::fprintf(stderr, "accept: %s\n", e.what());
+        }
+    }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    sample::Options opts(argc, argv);
+    Config cfg;
+    cfg.root = opts.get("root", "");
+    cfg.max_request = static_cast<std::size_t>(opts.number("max-request", 8192));
+    AsyncSocket listener = sample::listen_from(opts);
+    sample::Server server(listener);
+    asyncore::spawn(server.stop_on_signal());
+    asyncore::spawn(accept_loop(listener, server, cfg));
+    asyncore::loop();
+    return 0;
+}

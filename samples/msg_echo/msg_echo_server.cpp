@@ -1,0 +1,54 @@
+// An echo of pycos-framed messages (4-byte big-endian length, then the
+// payload) over AsyncSocket send_msg/recv_msg, for pycos-compatible peers.
+//
+//   msg_echo_server [--host H] [--port P] [--max-message BYTES]
+
+#include <asyncore/async_socket.hpp>
+#include <asyncore/loop.hpp>
+#include <asyncore/task.hpp>
+
+#include <cstdio>
+
+#include "../tut_sock/task_server.hpp"
+
+using asyncore::AsyncSocket;
+using asyncore::Task;
+
+namespace {
+
+Task<void> echo(AsyncSocket conn, std::size_t max_message) {
+    conn.set_max_message_size(max_message);
+    try {
+        while (auto msg = co_await conn.recv_msg())
+            co_await conn.send_msg(*msg);
+    } catch (const asyncore::Cancelled&) {
+        throw;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "connection: %s\n", e.what());
+    }
+}
+
+Task<void> accept_loop(AsyncSocket& listener, sample::Server& server, std::size_t max_message) {
+    while (!server.stopping()) {
+        try {
+            auto [conn, addr] = co_await listener.accept();
+            server.track(asyncore::spawn(echo(std::move(conn), max_message)));
+        } catch (const std::system_error& e) {
+            if (server.stopping()) break;
+            std::fprintf(stderr, "accept: %s\n", e.what());
+        }
+    }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    sample::Options opts(argc, argv);
+    auto max_message = static_cast<std::size_t>(opts.number("max-message", 64L << 20));
+    AsyncSocket listener = sample::listen_from(opts);
+    sample::Server server(listener);
+    asyncore::spawn(server.stop_on_signal());
+    asyncore::spawn(accept_loop(listener, server, max_message));
+    asyncore::loop();
+    return 0;
+}

@@ -1,0 +1,96 @@
+// What the task-based sample servers share: command-line options, a
+// listening AsyncSocket that announces itself, and an in-loop SIGINT/SIGTERM
+// handler (a signalfd read by a task) that closes the listener and
+// terminates the connections so that loop() returns and main exits 0.
+#pragma once
+
+#include <asyncore/async_file.hpp>
+#include <asyncore/async_socket.hpp>
+#include <asyncore/task.hpp>
+
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace sample {
+
+/// --name value options; every option takes a value.
+class Options {
+  public:
+    Options(int argc, char** argv) {
+        for (int i = 1; i + 1 < argc; i += 2) {
+            if (std::strncmp(argv[i], "--", 2) != 0) usage(argv[0]);
+            values_[argv[i] + 2] = argv[i + 1];
+        }
+        if (argc % 2 == 0) usage(argv[0]);
+    }
+    std::string get(const std::string& name, const std::string& fallback) const {
+        auto it = values_.find(name);
+        return it == values_.end() ? fallback : it->second;
+    }
+    long number(const std::string& name, long fallback) const {
+        auto it = values_.find(name);
+        return it == values_.end() ? fallback : std::strtol(it->second.c_str(), nullptr, 10);
+    }
+
+  private:
+    [[noreturn]] static void usage(const char* prog) {
+        std::fprintf(stderr, "usage: %s [--name value]...\n", prog);
+        std::exit(2);
+    }
+    std::map<std::string, std::string> values_;
+};
+
+/// A listening socket on --host/--port; prints "listening on HOST:PORT".
+inline asyncore::AsyncSocket listen_from(const Options& opts) {
+    auto addr = asyncore::Address::ip(opts.get("host", "127.0.0.1"),
+                                      static_cast<std::uint16_t>(opts.number("port", 0)));
+    asyncore::AsyncSocket listener(addr.family(), SOCK_STREAM);
+    listener.setsockopt(SOL_SOCKET, SO_REUSEADDR, 1);
+    listener.bind(addr);
+    listener.listen(1024);
+    std::printf("listening on %s\n", listener.local_address().to_string().c_str());
+    std::fflush(stdout);
+    return listener;
+}
+
+/// Tracks connection tasks and stops everything on SIGINT/SIGTERM.
+class Server {
+  public:
+    explicit Server(asyncore::AsyncSocket& listener) : listener_(listener) {}
+
+    void track(asyncore::TaskRef t) {
+        std::erase_if(conns_, [](const asyncore::TaskRef& c) { return c.done(); });
+        conns_.push_back(std::move(t));
+    }
+    bool stopping() const noexcept { return stopping_; }
+
+    /// Blocks SIGINT and SIGTERM and waits for them on a signalfd.
+    asyncore::Task<void> stop_on_signal() {
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGINT);
+        sigaddset(&set, SIGTERM);
+        sigprocmask(SIG_BLOCK, &set, nullptr);
+        asyncore::AsyncFile signals(::signalfd(-1, &set, SFD_CLOEXEC));
+        co_await signals.read(sizeof(signalfd_siginfo), true);
+        stopping_ = true;
+        listener_.close();
+        for (auto& c : conns_)
+            c.terminate();
+    }
+
+  private:
+    asyncore::AsyncSocket& listener_;
+    std::vector<asyncore::TaskRef> conns_;
+    bool stopping_ = false;
+};
+
+}  // namespace sample

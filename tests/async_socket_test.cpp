@@ -1,0 +1,438 @@
+#include <asyncore/async_socket.hpp>
+
+#include <doctest/doctest.h>
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "support/fixtures.hpp"
+#include "support/task_fixtures.hpp"
+
+using namespace std::chrono_literals;
+using asyncore::AsyncSocket;
+using asyncore::ChannelMap;
+using asyncore::Task;
+
+namespace {
+
+std::pair<AsyncSocket, AsyncSocket> async_pair(int family = AF_UNIX) {
+    auto [a, b] = test::connected_pair(family);
+    return {AsyncSocket(std::move(a)), AsyncSocket(std::move(b))};
+}
+
+// Runs `body` as a task on `map` until it ends; rethrows what it threw.
+template <class F>
+void run_task(ChannelMap& map, F body, std::chrono::seconds limit = 10s) {
+    auto t = asyncore::spawn(body(), map);
+    REQUIRE(test::run_until(
+        map, [&] { return t.done(); }, limit));
+    if (auto e = t.promise()->take_error()) std::rethrow_exception(e);
+}
+
+Task<void> echo_messages(AsyncSocket& s) {
+    while (auto msg = co_await s.recv_msg())
+        co_await s.send_msg(*msg);
+}
+
+}  // namespace
+
+TEST_SUITE("async_socket") {
+    TEST_CASE("accept, connect, sendall and recv work over IPv4, IPv6 and Unix sockets") {
+        for (int family : {AF_INET, AF_INET6, AF_UNIX}) {
+            CAPTURE(family);
+            ChannelMap map;
+            AsyncSocket listener(family, SOCK_STREAM);
+            listener.bind(test::loopback(family));
+            listener.listen();
+            std::string got;
+            run_task(map, [&]() -> Task<void> {
+                AsyncSocket client(family, SOCK_STREAM);
+                auto accept_one = [&]() -> Task<void> {
+                    auto [conn, addr] = co_await listener.accept();
+                    while (got.size() < 5)
+                        got += co_await conn.recv(100);
+                };
+                auto accepting = asyncore::spawn(accept_one(), map);
+                co_await client.connect(listener.local_address());
+                co_await client.sendall("hello");
+                co_await accepting;
+            });
+            CHECK(got == "hello");
+        }
+    }
+
+    TEST_CASE("an operation whose data is ready completes without waiting") {
+        ChannelMap map;
+        auto [a, b] = async_pair();
+        test::write_all(b.fd(), "ready");
+        auto op = a.recv(10);
+        CHECK(op.await_ready());
+        CHECK(op.await_resume() == "ready");
+    }
+
+    TEST_CASE("recv returns an empty string at EOF") {
+        ChannelMap map;
+        auto [a, b] = async_pair();
+        std::string got = "x";
+        run_task(map, [&]() -> Task<void> {
+            b.close();
+            got = co_await a.recv(10);
+        });
+        CHECK(got.empty());
+    }
+
+    TEST_CASE("recvall waits for exactly n bytes arriving in pieces") {
+        ChannelMap map;
+        auto [a, b] = async_pair();
+        std::string got;
+        auto read6 = [&]() -> Task<void> { got = co_await a.recvall(6); };
+        auto reader = asyncore::spawn(read6(), map);
+        test::run_passes(map, 2);
+        test::write_all(b.fd(), "abc");
+        test::run_passes(map, 2);
+        CHECK_FALSE(reader.done());
+        test::write_all(b.fd(), "defgh");
+        REQUIRE(test::run_until(map, [&] { return reader.done(); }));
+        CHECK(got == "abcdef");
+    }
+
+    TEST_CASE("recvall that meets EOF throws TruncatedError with the partial data") {
+        ChannelMap map;
+        auto [a, b] = async_pair();
+        test::write_all(b.fd(), "abc");
+        b.close();
+        std::string partial;
+        run_task(map, [&]() -> Task<void> {
+            try {
+                co_await a.recvall(10);
+            } catch (const asyncore::TruncatedError& e) {
+                CHECK(e.code() == asyncore::errc::truncated);
+                partial = e.partial();
+            }
+        });
+        CHECK(partial == "abc");
+    }
+
+    TEST_CASE("send_msg frames with a 4-byte big-endian length") {
+        ChannelMap map;
+        auto [a, b] = async_pair();
+        run_task(map, [&]() -> Task<void> { co_await a.send_msg("hey"); });
+        CHECK(test::read_exactly(b.fd(), 7) == std::string("\0\0\0\3hey", 7));
+    }
+
+    TEST_CASE("messages round-trip in order, the empty one included, and EOF is nullopt") {
+        ChannelMap map;
+        auto [a, b] = async_pair();
+        std::vector<std::string> sent = {"one", "", std::string(100000, 'x'), "last"};
+        std::vector<std::string> got;
+        bool eof = false;
+        auto echo = asyncore::spawn(echo_messages(b), map);
+        run_task(map, [&]() -> Task<void> {
+            for (auto& m : sent)
+                co_await a.send_msg(m);
+            for (std::size_t i = 0; i < sent.size(); ++i)
+                got.push_back(*co_await a.recv_msg());
+            a.shutdown(SHUT_WR);
+            co_await echo;
+            b.close();
+            eof = !(co_await a.recv_msg()).has_value();
+        });
+        CHECK(got == sent);
+        CHECK(eof);
+    }
+
+    TEST_CASE("recv_msg refuses an oversized length without allocating and closes") {
+        ChannelMap map;
+        auto [a, b] = async_pair();
+        a.set_max_message_size(1024);
+        test::write_all(b.fd(), std::string("\xff\xff\xff\xff", 4));
+        std::error_code code;
+        run_task(map, [&]() -> Task<void> {
+            try {
+                co_await a.recv_msg();
+            } catch (const std::system_error& e) {
+                code = e.code();
+            }
+        });
+        CHECK(code == asyncore::errc::message_too_large);
+        CHECK(a.fd() < 0);
+    }
+
+    TEST_CASE("recv_msg cut short by EOF throws TruncatedError") {
+        ChannelMap map;
+        auto [a, b] = async_pair();
+        test::write_all(b.fd(), std::string("\0\0\0\x0a"
+                                            "abc",
+                                            7));
+        b.close();
+        std::string partial = "unset";
+        run_task(map, [&]() -> Task<void> {
+            try {
+                co_await a.recv_msg();
+            } catch (const asyncore::TruncatedError& e) {
+                partial = e.partial();
+            }
+        });
+        CHECK(partial == "abc");
+    }
+
+    TEST_CASE("a second concurrent read is refused with errc::busy") {
+        ChannelMap map;
+        auto [a, b] = async_pair();
+        auto read_one = [&]() -> Task<void> { co_await a.recv(10); };
+        auto first = asyncore::spawn(read_one(), map);
+        test::run_passes(map, 1);
+        std::error_code code;
+        run_task(map, [&]() -> Task<void> {
+            try {
+                co_await a.recv(10);
+            } catch (const std::system_error& e) {
+                code = e.code();
+            }
+        });
+        CHECK(code == asyncore::errc::busy);
+        first.terminate();
+        REQUIRE(test::run_until(map, [&] { return first.done(); }));
+    }
+
+    TEST_CASE("one task reads while another writes on the same socket") {
+        ChannelMap map;
+        auto [a, b] = async_pair();
+        const std::string big(4 << 20, 'z');
+        std::string got;
+        auto write_big = [&]() -> Task<void> { co_await a.sendall(big); };
+        auto read5 = [&]() -> Task<void> { got = co_await a.recvall(5); };
+        auto peer_body = [&]() -> Task<void> {
+            co_await b.sendall("12345");
+            std::string sink = co_await b.recvall(big.size());
+            CHECK(sink == big);
+        };
+        auto writer = asyncore::spawn(write_big(), map);
+        auto reader = asyncore::spawn(read5(), map);
+        auto peer = asyncore::spawn(peer_body(), map);
+        REQUIRE(
+            test::run_until(map, [&] { return writer.done() && reader.done() && peer.done(); }));
+        CHECK(got == "12345");
+    }
+
+    TEST_CASE(
+        "settimeout makes a waiting operation throw TimeoutError and leaves nothing registered") {
+        ChannelMap map;
+        auto [a, b] = async_pair();
+        a.settimeout(20ms);
+        bool timed_out = false;
+        run_task(map, [&]() -> Task<void> {
+            try {
+                co_await a.recv(10);
+            } catch (const asyncore::TimeoutError&) {
+                timed_out = true;
+            }
+        });
+        CHECK(timed_out);
+        CHECK_FALSE(map.has_work());
+        test::write_all(b.fd(), "later");
+        std::string got;
+        a.settimeout(std::nullopt);
+        run_task(map, [&]() -> Task<void> { got = co_await a.recv(10); });
+        CHECK(got == "later");
+    }
+
+    TEST_CASE("terminating a task blocked in recv unwinds it and leaks no descriptor") {
+        int before = test::open_fds();
+        {
+            ChannelMap map;
+            test::LifetimeProbe::reset();
+            auto [a, b] = async_pair();
+            auto t = asyncore::spawn(
+                [](AsyncSocket s) -> Task<void> {
+                    test::LifetimeProbe probe;
+                    co_await s.recv(10);
+                }(std::move(a)),
+                map);
+            test::run_passes(map, 2);
+            CHECK(test::LifetimeProbe::alive == 1);
+            t.terminate();
+            REQUIRE(test::run_until(map, [&] { return t.done(); }));
+            CHECK(test::LifetimeProbe::alive == 0);
+            CHECK(test::is_cancelled(t.promise()->error()));
+            CHECK_FALSE(map.has_work());
+        }
+        CHECK(test::open_fds() == before);
+    }
+
+    TEST_CASE("closing a socket wakes a task waiting on it with EBADF") {
+        ChannelMap map;
+        auto [a, b] = async_pair();
+        std::error_code code;
+        auto wait_read = [&]() -> Task<void> {
+            try {
+                co_await a.recv(10);
+            } catch (const std::system_error& e) {
+                code = e.code();
+            }
+        };
+        auto t = asyncore::spawn(wait_read(), map);
+        test::run_passes(map, 2);
+        a.close();
+        REQUIRE(test::run_until(map, [&] { return t.done(); }));
+        CHECK(code == std::errc::bad_file_descriptor);
+    }
+
+    TEST_CASE("blocking mode runs the same operations from a plain thread") {
+        auto [a, b] = async_pair();
+        std::string got;
+        std::optional<std::string> msg;
+        std::thread peer([&] {
+            b.send_msg("from thread").wait();
+            got = b.recvall(4).wait();
+        });
+        msg = a.recv_msg().wait();
+        a.sendall("pong").wait();
+        peer.join();
+        CHECK(msg == "from thread");
+        CHECK(got == "pong");
+        a.settimeout(20ms);
+        CHECK_THROWS_AS(a.recv(1).wait(), asyncore::TimeoutError);
+    }
+
+    TEST_CASE("UDP datagrams go out with sendto and come back with recvfrom") {
+        ChannelMap map;
+        AsyncSocket server(AF_INET, SOCK_DGRAM);
+        server.bind(asyncore::Address::ipv4("127.0.0.1", 0));
+        AsyncSocket client(AF_INET, SOCK_DGRAM);
+        client.bind(asyncore::Address::ipv4("127.0.0.1", 0));
+        asyncore::Datagram reply;
+        run_task(map, [&]() -> Task<void> {
+            auto serve = [&]() -> Task<void> {
+                auto d = co_await server.recvfrom(100);
+                co_await server.sendto("re: " + d.data, d.from);
+            };
+            auto serving = asyncore::spawn(serve(), map);
+            co_await client.sendto("ping", server.local_address());
+            reply = co_await client.recvfrom(100);
+            co_await serving;
+        });
+        CHECK(reply.data == "re: ping");
+        CHECK(reply.from == server.local_address());
+    }
+
+    TEST_CASE("connect to a closed port raises ECONNREFUSED") {
+        ChannelMap map;
+        auto l = test::listen_on(AF_INET);
+        auto addr = l.addr;
+        l.sock.reset();
+        std::error_code code;
+        run_task(map, [&]() -> Task<void> {
+            AsyncSocket s(AF_INET, SOCK_STREAM);
+            try {
+                co_await s.connect(addr);
+            } catch (const std::system_error& e) {
+                code = e.code();
+            }
+        });
+        CHECK(code == std::errc::connection_refused);
+    }
+
+    TEST_CASE("connect resolves a host name without blocking the loop") {
+        ChannelMap map;
+        auto l = test::listen_on(AF_INET);
+        bool connected = false;
+        run_task(map, [&]() -> Task<void> {
+            AsyncSocket s(AF_INET, SOCK_STREAM);
+            co_await s.connect("localhost", l.addr.port());
+            connected = s.peer_address().port() == l.addr.port();
+        });
+        CHECK(connected);
+    }
+
+    TEST_CASE("10000 concurrent tasks each do socket I/O") {
+        constexpr int pairs = 5000;
+        if (test::raise_fd_limit(2 * pairs + 200) < 2 * pairs + 200) {
+            MESSAGE("RLIMIT_NOFILE too low; skipped");
+            return;
+        }
+        ChannelMap map;
+        int before = test::open_fds();
+        int finished = 0;
+        {
+            std::vector<asyncore::TaskRef> tasks;
+            for (int i = 0; i < pairs; ++i) {
+                auto [a, b] = async_pair();
+                tasks.push_back(asyncore::spawn(
+                    [](AsyncSocket s, int i, int& done) -> Task<void> {
+                        std::string msg = "ping " + std::to_string(i);
+                        co_await s.send_msg(msg);
+                        auto back = co_await s.recv_msg();
+                        CHECK(back == "pong " + std::to_string(i));
+                        ++done;
+                    }(std::move(a), i, finished),
+                    map));
+                tasks.push_back(asyncore::spawn(
+                    [](AsyncSocket s, int& done) -> Task<void> {
+                        auto m = co_await s.recv_msg();
+                        co_await s.send_msg("pong " + m->substr(5));
+                        ++done;
+                    }(std::move(b), finished),
+                    map));
+            }
+            REQUIRE(test::run_until(
+                map, [&] { return finished == 2 * pairs; }, 60s));
+        }
+        CHECK(test::open_fds() == before);
+    }
+
+    TEST_CASE("send_msg interoperates with a Python peer framing with struct.pack('>L')") {
+        ChannelMap map;
+        AsyncSocket listener(AF_INET, SOCK_STREAM);
+        listener.bind(asyncore::Address::ipv4("127.0.0.1", 0));
+        listener.listen();
+        std::string port = std::to_string(listener.local_address().port());
+        const char* script = R"(
+import socket, struct, sys
+s = socket.create_connection(('127.0.0.1', int(sys.argv[1])), timeout=10)
+def recvall(n):
+    b = b''
+    while len(b) < n:
+        c = s.recv(n - len(b))
+        if not c: raise SystemExit(3)
+        b += c
+    return b
+for m in [b'', b'a', bytes(range(256)) * 4000]:
+    s.sendall(struct.pack('>L', len(m)) + m)
+    n = struct.unpack('>L', recvall(4))[0]
+    if recvall(n) != m: raise SystemExit(2)
+s.close()
+)";
+        test::Child py({"python3", "-c", script, port});
+        int echoed = 0;
+        run_task(map, [&]() -> Task<void> {
+            auto [conn, addr] = co_await listener.accept();
+            conn.settimeout(10s);
+            while (auto m = co_await conn.recv_msg()) {
+                co_await conn.send_msg(*m);
+                ++echoed;
+            }
+        });
+        CHECK(py.wait() == 0);
+        CHECK(echoed == 3);
+    }
+
+    TEST_CASE("messages arriving in one segment are read apart, and later reads get what follows") {
+        ChannelMap map;
+        auto [a, b] = async_pair();
+        test::write_all(b.fd(), std::string("\0\0\0\2hi\0\0\0\0\0\0\0\3yesTAIL-and-more", 30));
+        std::vector<std::string> got;
+        run_task(map, [&]() -> Task<void> {
+            for (int i = 0; i < 3; ++i)
+                got.push_back(*co_await a.recv_msg());
+            got.push_back(co_await a.recv(4));
+            got.push_back(co_await a.recvall(9));
+        });
+        CHECK(got == std::vector<std::string>{"hi", "", "yes", "TAIL", "-and-more"});
+    }
+}

@@ -1,0 +1,80 @@
+"""http_server driven by curl (GET /hello, a 10 MiB file byte-exact, 404),
+raw sockets (pipelining, 400, request-size limit) and a short wrk run."""
+
+import hashlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+
+from task_common import fail, start_server, stop_server
+
+root = tempfile.mkdtemp(prefix="http-smoke-")
+data = os.urandom(10 << 20)
+with open(os.path.join(root, "big.bin"), "wb") as f:
+    f.write(data)
+with open(os.path.join(root, "index.html"), "w") as f:
+    f.write("<p>hi</p>")
+
+
+def curl(url, *extra):
+    out = subprocess.run(["curl", "-sS", "--max-time", "20", *extra, url],
+                         capture_output=True, timeout=30)
+    if out.returncode != 0:
+        fail("curl %s: %s" % (url, out.stderr.decode()))
+    return out.stdout
+
+
+def raw(host, port, payload, want_close=True):
+    with socket.create_connection((host, port), timeout=10) as s:
+        s.sendall(payload)
+        buf = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+            if not want_close and buf.count(b"Hello, world!") >= 3:
+                break
+        return buf
+
+
+proc, host, port = start_server(sys.argv[1], "--root", root)
+base = "http://%s:%d" % (host, port)
+try:
+    if curl(base + "/hello") != b"Hello, world!":
+        fail("GET /hello")
+    got = curl(base + "/big.bin")
+    if hashlib.sha256(got).digest() != hashlib.sha256(data).digest():
+        fail("10 MiB file not byte-exact (%d bytes)" % len(got))
+    headers = curl(base + "/index.html", "-D", "-", "-o", "/dev/null").decode()
+    if "Content-Type: text/html" not in headers or "Content-Length: 9" not in headers:
+        fail("index.html headers: %r" % headers)
+    code = curl(base + "/missing", "-o", "/dev/null", "-w", "%{http_code}")
+    if code != b"404":
+        fail("missing file gave %r" % code)
+    code = curl(base + "/../etc/passwd", "--path-as-is", "-o", "/dev/null", "-w", "%{http_code}")
+    if code != b"404":
+        fail("path escape gave %r" % code)
+    pipelined = raw(host, port, b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n" * 3, want_close=False)
+    if pipelined.count(b"HTTP/1.1 200 OK") != 3:
+        fail("pipelining: %r" % pipelined[:200])
+    if not raw(host, port, b"NONSENSE\r\n\r\n").startswith(b"HTTP/1.1 400"):
+        fail("malformed request not answered 400")
+    big = b"GET /hello HTTP/1.1\r\nX: " + b"a" * 20000 + b"\r\n\r\n"
+    if not raw(host, port, big).startswith(b"HTTP/1.1 431"):
+        fail("oversized request not refused")
+    if shutil.which("wrk"):
+        out = subprocess.run(["wrk", "-t1", "-c10", "-d2s", base + "/hello"],
+                             capture_output=True, text=True, timeout=30)
+        if out.returncode != 0 or "Requests/sec" not in out.stdout:
+            fail("wrk: %s %s" % (out.stdout, out.stderr))
+        if "Non-2xx" in out.stdout or "Socket errors" in out.stdout:
+            fail("wrk saw errors: %s" % out.stdout)
+        print(out.stdout.strip().splitlines()[-2])
+finally:
+    stop_server(proc)
+    shutil.rmtree(root)
+print("ok: curl, pipelining, 400/404/431 and wrk")

@@ -1,0 +1,41 @@
+"""tut_sock_client --count N against tut_sock_server: every message arrives,
+intact, and the server counts them all when stopped."""
+
+import re
+import signal
+import subprocess
+import sys
+import time
+
+from task_common import fail, start_server, stop_server
+
+server_exe, client_exe = sys.argv[1], sys.argv[2]
+N = 200
+proc, host, port = start_server(server_exe)
+try:
+    out = subprocess.run([client_exe, "--port", str(port), "--count", str(N)],
+                         capture_output=True, text=True, timeout=60)
+    if out.returncode != 0:
+        fail("client exited %d: %s" % (out.returncode, out.stderr))
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if sum(l.startswith("received: ") for l in proc.log) >= N:
+            break
+        time.sleep(0.05)
+finally:
+    stop_server(proc, signal.SIGINT)
+
+received = [l.strip()[len("received: "):] for l in proc.log if l.startswith("received: ")]
+if len(received) != N:
+    fail("server received %d messages, expected %d" % (len(received), N))
+ids = set()
+for msg in received:
+    m = re.fullmatch(r"(\d+): (-+)/", msg)
+    if not m or not 100 <= len(m.group(2)) <= 300:
+        fail("malformed message %r" % msg)
+    ids.add(int(m.group(1)))
+if ids != set(range(N)):
+    fail("missing messages: %s" % sorted(set(range(N)) - ids)[:10])
+if not any(l.strip() == "messages received: %d" % N for l in proc.log):
+    fail("server did not print its count: %r" % proc.log[-3:])
+print("ok: %d messages delivered" % N)
