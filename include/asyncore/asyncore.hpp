@@ -3,6 +3,9 @@
 
 #include <asyncore/address.hpp>
 #include <asyncore/async_chat.hpp>
+#include <asyncore/async_file.hpp>
+#include <asyncore/async_socket.hpp>
+#include <asyncore/channel.hpp>
 #include <asyncore/dispatcher.hpp>
 #include <asyncore/dispatcher_with_send.hpp>
 #include <asyncore/error.hpp>
@@ -10,4 +13,6 @@
 #include <asyncore/loop.hpp>
 #include <asyncore/producer.hpp>
 #include <asyncore/socket.hpp>
+#include <asyncore/sync.hpp>
+#include <asyncore/task.hpp>
 #include <asyncore/tls.hpp>
