@@ -80,7 +80,8 @@ std::string upper(std::string_view s) {
 void reply_unknown_command(Call& c) {
     std::string args;
     for (std::size_t i = 1; i < c.argv.size() && args.size() < 128; ++i) {
-        args.append("'").append(c_string(c.argv[i], 128 - args.size())).append("' ");
+        std::size_t room = 128 - args.size();
+        args.append("'").append(c_string(c.argv[i], room)).append("' ");
     }
     std::string msg = "ERR unknown command '";
     msg.append(c_string(c.argv[0], 128)).append("', with args beginning with: ").append(args);
@@ -138,22 +139,30 @@ constexpr std::array<ConfigParam, 5> config_params{{
     {"proto-max-bulk-len", "536870912"},
 }};
 
-void cmd_config_get(Call& c) {
-    std::vector<const ConfigParam*> found;
-    for (std::size_t i = 2; i < c.argv.size(); ++i) {
-        // CONFIG GET matches case-insensitively; the names are lowercase.
-        std::string pattern(c.argv[i]);
-        for (char& ch : pattern)
-            ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-        for (const ConfigParam& p : config_params) {
-            bool seen = std::find(found.begin(), found.end(), &p) != found.end();
-            if (!seen && glob_match(pattern, p.name)) found.push_back(&p);
-        }
+// A name without glob characters is looked up (case-insensitively) and
+// echoed as the client typed it; a pattern reports the matching names.
+void config_get_one(std::string_view arg, std::vector<ConfigParam>& found) {
+    std::string pattern(arg);
+    for (char& ch : pattern)
+        ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    bool glob = pattern.find_first_of("[*?") != std::string::npos;
+    for (const ConfigParam& p : config_params) {
+        if (glob ? !glob_match(pattern, p.name) : pattern != p.name) continue;
+        bool seen = std::any_of(found.begin(), found.end(), [&](const ConfigParam& f) {
+            return f.value.data() == p.value.data();
+        });
+        if (!seen) found.push_back({glob ? p.name : arg, p.value});
     }
+}
+
+void cmd_config_get(Call& c) {
+    std::vector<ConfigParam> found;
+    for (std::size_t i = 2; i < c.argv.size(); ++i)
+        config_get_one(c.argv[i], found);
     add_array(c.out, found.size() * 2);
-    for (const ConfigParam* p : found) {
-        add_bulk(c.out, p->name);
-        add_bulk(c.out, p->value);
+    for (const ConfigParam& p : found) {
+        add_bulk(c.out, p.name);
+        add_bulk(c.out, p.value);
     }
 }
 

@@ -101,7 +101,6 @@ bool read_token(std::string_view s, std::size_t& i, std::string& out) {
 }  // namespace
 
 bool split_inline(std::string_view line, ArgBuffer& args) {
-    line = line.substr(0, line.find('\0'));
     std::size_t i = 0;
     while (true) {
         while (i < line.size() && is_blank(line[i]))

@@ -37,8 +37,7 @@ struct ArgBuffer {
 /// Splits an inline command line into arguments as redis' sdssplitargs
 /// does: blanks separate arguments; "double quotes" understand \n \r \t \b
 /// \a \xHH and \<any>; 'single quotes' understand \'; a closing quote must
-/// be followed by a blank or the end. The line ends at its first NUL byte
-/// (sdssplitargs reads a C string). Appends the arguments to `args`.
+/// be followed by a blank or the end. Appends the arguments to `args`.
 /// Returns false on unbalanced quotes.
 bool split_inline(std::string_view line, ArgBuffer& args);
 

@@ -33,11 +33,22 @@ class RespChannel : public asyncore::AsyncChat {
     bool readable() override;
 
   private:
-    enum class State { request, bulk_length, bulk };
+    enum class State {
+        request,      ///< at a request's first line (inline or "*N")
+        bulk_length,  ///< at a "$N" line
+        bulk,         ///< in a bulk argument (a byte-count terminator)
+        awaiting_cr,  ///< a "*N" or "$N" line ended without CR: redis waits for one
+        stalled,      ///< a NUL inside a request line: only the line limit ends it
+    };
+    enum class Line { inline_request, multibulk_count, bulk_count };
 
     void start_request(std::string_view line);
-    void multibulk_header(std::string_view line);
-    void bulk_length(std::string_view line);
+    void header_line(Line kind, std::string_view line);
+    void continue_header(std::string_view line);
+    void stall(Line kind, std::size_t bytes);
+    void multibulk_count(std::string_view digits);
+    void bulk_count(char type, std::string_view digits);
+    std::size_t unfinished_line(Line& kind);
     void end_bulk();
     void run();
     void protocol_error(std::string_view message);
@@ -46,7 +57,10 @@ class RespChannel : public asyncore::AsyncChat {
 
     Commands& commands_;
     State state_ = State::request;
-    std::int64_t args_left_ = 0;  ///< bulk arguments still expected
+    std::int64_t args_left_ = 0;           ///< bulk arguments still expected
+    Line waiting_ = Line::inline_request;  ///< the unfinished line's kind (awaiting_cr, stalled)
+    char header_first_ = 0;                ///< its first byte
+    std::size_t waiting_bytes_ = 0;        ///< its bytes consumed so far
     ArgBuffer args_;
     std::vector<std::string_view> argv_;
     std::string out_;  ///< replies of the current read, pushed once at its end
