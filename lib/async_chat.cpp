@@ -191,6 +191,7 @@ void AsyncChat::feed(std::string_view data) {
 // number of times, and nothing is ever rescanned from the start of a record.
 void AsyncChat::process(std::string_view buf) {
     const std::size_t epoch = input_epoch_;
+    ++scan_id_;
     std::size_t pos = 0;
     try {
         while (pos < buf.size() && input_epoch_ == epoch) {
@@ -282,10 +283,10 @@ AsyncChat::Match AsyncChat::scan_strings(std::string_view buf, std::size_t pos) 
 // of k.
 std::size_t AsyncChat::find_cached(std::string_view buf, std::size_t pos, std::size_t index) {
     const auto terms = terminator_.strings();
-    if (match_buf_ != buf.data() || match_gen_ != terminator_gen_ ||
+    if (match_scan_ != scan_id_ || match_gen_ != terminator_gen_ ||
         next_match_.size() != terms.size()) {
         next_match_.assign(terms.size(), unknown);
-        match_buf_ = buf.data();
+        match_scan_ = scan_id_;
         match_gen_ = terminator_gen_;
     }
     std::size_t& cached = next_match_[index];

@@ -39,12 +39,21 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include <asyncore/dispatcher.hpp>
 #include <asyncore/producer.hpp>
 
 namespace asyncore {
+
+namespace detail {
+/// An integer that reads as a byte count: not bool, not a character type.
+template <class T>
+concept ByteCount = std::integral<T> && !std::same_as<T, bool> && !std::same_as<T, char> &&
+                    !std::same_as<T, wchar_t> && !std::same_as<T, char8_t> &&
+                    !std::same_as<T, char16_t> && !std::same_as<T, char32_t>;
+}  // namespace detail
 
 /// What ends a record: a string, one of several strings, a byte count, or
 /// nothing (every byte goes to collect_incoming_data()). Converts implicitly
@@ -66,11 +75,17 @@ class Terminator {
     Terminator(std::string s) : kind_(Kind::string), string_(std::move(s)) {}
     Terminator(std::string_view s) : Terminator(std::string(s)) {}
     Terminator(const char* s) : Terminator(std::string(s)) {}
+    /// A one-character string terminator: `set_terminator('\n')` means a
+    /// newline, not a count of 10.
+    Terminator(char c) : Terminator(std::string(1, c)) {}
+    Terminator(bool) = delete;
     /// A byte count. Throws std::invalid_argument if negative. A count of 0
     /// behaves as none (a count reaches 0 when its record is complete).
-    template <std::integral T>
+    template <detail::ByteCount T>
     Terminator(T count) : kind_(Kind::count) {
-        if (count < 0) throw std::invalid_argument("terminator: the byte count must be >= 0");
+        if constexpr (std::is_signed_v<T>) {
+            if (count < 0) throw std::invalid_argument("terminator: the byte count must be >= 0");
+        }
         count_ = static_cast<std::size_t>(count);
     }
     /// Several string terminators (python-astm): a record ends at the
@@ -304,7 +319,8 @@ class AsyncChat : public Dispatcher {
     std::size_t input_epoch_ = 0;     ///< bumped by close() and discard_buffers(): stop scanning
     std::size_t terminator_gen_ = 0;  ///< bumped by set_terminator()
     std::vector<std::size_t> next_match_;  ///< any_of: cached find() per terminator...
-    const char* match_buf_ = nullptr;      ///< ...valid for this buffer...
+    std::size_t scan_id_ = 0;              ///< bumped for each buffer scanned
+    std::size_t match_scan_ = 0;           ///< ...valid for this scan...
     std::size_t match_gen_ = 0;            ///< ...and this terminator
     std::size_t ac_in_buffer_size_ = default_buffer_size;
     std::size_t max_input_buffer_ = default_max_input_buffer;
