@@ -66,8 +66,10 @@ void RespChannel::start_request(std::string_view line) {
     if (args_.count() > 0) run();
 }
 
-// A "*N" or "$N" line ends, for redis, at its first CR; the byte after the CR
-// is skipped unchecked. A line with no CR yet keeps redis waiting for one.
+// A "*N" or "$N" line: its number is what precedes the first CR, and a line
+// with no CR keeps redis waiting for one. (redis also skips the byte after
+// that CR unchecked; here the line runs to its LF, so a stray byte between
+// CR and LF takes the rest of that line with it.)
 void RespChannel::header_line(Line kind, std::string_view line) {
     std::size_t cr = line.find('\r');
     if (line.find('\0') < cr) return stall(kind, line.size() + 1);
