@@ -1,0 +1,74 @@
+// Internal to resp_server: the command table and the handlers it points to.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "commands.hpp"
+#include "keyspace.hpp"
+
+namespace resp {
+
+/// One command being executed: its arguments, the keyspace, the reply buffer.
+struct Call {
+    Keyspace& db;
+    Args argv;
+    std::string& out;
+    std::string_view full_name;  ///< "get", "config|get": used in error texts
+    After after = After::keep_open;
+};
+
+using Handler = void (*)(Call&);
+
+/// A command's entry, with what COMMAND INFO and COMMAND DOCS report.
+struct CommandSpec {
+    std::string_view name;   ///< lowercase; a subcommand's is "container|sub"
+    int arity;               ///< redis' convention: N exactly, -N at least N
+    Handler handler;         ///< null for a container (CONFIG, COMMAND)
+    std::string_view flags;  ///< space-separated, e.g. "readonly fast"
+    int first_key, last_key, key_step;
+    std::string_view categories;  ///< space-separated, e.g. "@read @string @fast"
+    std::string_view summary, since, group, complexity;
+    std::span<const CommandSpec> subcommands = {};
+};
+
+/// Every top-level command, in the order COMMAND lists them.
+std::span<const CommandSpec> command_table();
+
+/// redis' string2ll: a strict decimal int64 (no spaces, no '+', no leading
+/// zeros, "-0" rejected). True on success.
+bool parse_int64(std::string_view text, std::int64_t& value);
+/// Case-insensitive equality against a lowercase ASCII word.
+bool equals_lower(std::string_view text, std::string_view lower);
+
+// Shared error replies.
+void reply_not_integer(Call& c);
+void reply_syntax_error(Call& c);
+void reply_wrong_arity(Call& c);
+
+// Handlers (string_commands.cpp and key_commands.cpp).
+void cmd_get(Call& c);
+void cmd_set(Call& c);
+void cmd_getset(Call& c);
+void cmd_incr(Call& c);
+void cmd_incrby(Call& c);
+void cmd_decr(Call& c);
+void cmd_decrby(Call& c);
+void cmd_append(Call& c);
+void cmd_strlen(Call& c);
+void cmd_mget(Call& c);
+void cmd_mset(Call& c);
+void cmd_del(Call& c);
+void cmd_exists(Call& c);
+void cmd_expire(Call& c);
+void cmd_pexpire(Call& c);
+void cmd_ttl(Call& c);
+void cmd_pttl(Call& c);
+void cmd_persist(Call& c);
+void cmd_keys(Call& c);
+void cmd_dbsize(Call& c);
+void cmd_flushdb(Call& c);
+
+}  // namespace resp

@@ -1,0 +1,32 @@
+// The commands resp_server implements, with redis 7.0's replies.
+#pragma once
+
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "keyspace.hpp"
+
+namespace resp {
+
+/// One request: argv[0] is the command name (any case), the rest its arguments.
+using Args = std::span<const std::string_view>;
+
+/// What the connection does once the reply is sent.
+enum class After { keep_open, close };
+
+/// Executes requests against one keyspace. Replies, error texts included,
+/// are byte-identical to redis-server 7.0's for the commands implemented;
+/// any other command gets redis' "unknown command" error.
+class Commands {
+  public:
+    explicit Commands(Keyspace& db) : db_(db) {}
+    /// Runs `argv` (non-empty) and appends exactly one RESP2 reply to `out`.
+    After execute(Args argv, std::string& out);
+    Keyspace& keyspace() noexcept { return db_; }
+
+  private:
+    Keyspace& db_;
+};
+
+}  // namespace resp

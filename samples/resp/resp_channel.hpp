@@ -1,0 +1,71 @@
+// RespChannel: one Redis-protocol client connection, an AsyncChat that
+// switches between a line terminator (request lines, "$N" headers) and a
+// byte count (bulk arguments).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <asyncore/async_chat.hpp>
+
+#include "commands.hpp"
+#include "protocol.hpp"
+
+namespace resp {
+
+/// Parses RESP2 requests (inline and multibulk, pipelined), runs them with
+/// `commands` and queues the replies. All replies produced by one read are
+/// sent with one push. A protocol error gets redis' error reply, and the
+/// connection closes once it is sent; requests after it are ignored, as
+/// redis does. After QUIT likewise.
+class RespChannel : public asyncore::AsyncChat {
+  public:
+    RespChannel(asyncore::Socket sock, Commands& commands, asyncore::ChannelMap& map);
+
+    void collect_incoming_data(std::string_view data) override;
+    void found_terminator() override;
+    void found_record(std::string_view line) override;
+    void handle_read() override;
+    /// Not while closing, nor while the peer leaves its replies unread
+    /// (output above the high watermark): memory per client stays bounded.
+    bool readable() override;
+
+  private:
+    enum class State {
+        request,      ///< at a request's first line (inline or "*N")
+        bulk_length,  ///< at a "$N" line
+        bulk,         ///< in a bulk argument (a byte-count terminator)
+        awaiting_cr,  ///< a "*N" or "$N" line ended without CR: redis waits for one
+        stalled,      ///< a NUL inside a request line: only the line limit ends it
+    };
+    enum class Line { inline_request, multibulk_count, bulk_count };
+
+    void start_request(std::string_view line);
+    void header_line(Line kind, std::string_view line);
+    void continue_header(std::string_view line);
+    void stall(Line kind, std::size_t bytes);
+    void multibulk_count(std::string_view digits);
+    void bulk_count(char type, std::string_view digits);
+    std::size_t unfinished_line(Line& kind);
+    void end_bulk();
+    void run();
+    void protocol_error(std::string_view message);
+    void flush();
+    void trim_buffers();
+
+    Commands& commands_;
+    State state_ = State::request;
+    std::int64_t args_left_ = 0;           ///< bulk arguments still expected
+    Line waiting_ = Line::inline_request;  ///< the unfinished line's kind (awaiting_cr, stalled)
+    char header_first_ = 0;                ///< its first byte
+    std::size_t waiting_bytes_ = 0;        ///< its bytes consumed so far
+    ArgBuffer args_;
+    std::vector<std::string_view> argv_;
+    std::string out_;  ///< replies of the current read, pushed once at its end
+    bool closing_ = false;
+    bool close_queued_ = false;
+};
+
+}  // namespace resp
