@@ -4,14 +4,9 @@
 set -euo pipefail
 build=${1:?usage: demo.sh BUILD_DIR}
 out=$(mktemp)
-"$build/samples/echo/echo_server" --port 0 >"$out" &
-server=$!
-trap 'kill $server 2>/dev/null || true; rm -f "$out"' EXIT
-for _ in $(seq 100); do
-    grep -q '^listening on ' "$out" && break
-    sleep 0.05
-done
-addr=$(sed -n 's/^listening on //p' "$out")
+. "$(dirname "$0")/../demo_lib.sh"
+trap 'demo_cleanup; rm -f "$out"' EXIT
+start_server "$out" "$build/samples/echo/echo_server" --port 0
 echo "echo_server listening on $addr"
 echo "echo_client: 100 connections x 200 messages of 1 KiB, every byte verified"
 "$build/samples/echo/echo_client" --port "${addr##*:}" --conns 100 --messages 200 --size 1024

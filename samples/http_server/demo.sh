@@ -6,14 +6,9 @@ build=${1:?usage: demo.sh BUILD_DIR}
 out=$(mktemp)
 root=$(mktemp -d)
 echo "<h1>served by asyncore-cpp tasks</h1>" >"$root/index.html"
-"$build/samples/http_server/http_server" --port 0 --root "$root" >"$out" &
-server=$!
-trap 'kill $server 2>/dev/null || true; rm -rf "$out" "$root"' EXIT
-for _ in $(seq 100); do
-    grep -q '^listening on ' "$out" && break
-    sleep 0.05
-done
-addr=$(sed -n 's/^listening on //p' "$out")
+. "$(dirname "$0")/../demo_lib.sh"
+trap 'demo_cleanup; rm -rf "$out" "$root"' EXIT
+start_server "$out" "$build/samples/http_server/http_server" --port 0 --root "$root"
 echo "http_server listening on $addr"
 echo "curl /hello: $(curl -sS --max-time 5 "http://$addr/hello")"
 echo "curl /index.html: $(curl -sS --max-time 5 "http://$addr/index.html")"

@@ -4,15 +4,9 @@
 set -euo pipefail
 build=${1:?usage: demo.sh BUILD_DIR}
 out=$(mktemp)
-"$build/samples/resp/resp_server" --port 0 >"$out" &
-pid=$!
-trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -f "$out"' EXIT
-for _ in $(seq 100); do
-    grep -q '^listening on ' "$out" && break
-    sleep 0.05
-done
-addr=$(sed -n 's/^listening on //p' "$out")
-port=${addr##*:}
+. "$(dirname "$0")/../demo_lib.sh"
+trap 'demo_cleanup; rm -f "$out"' EXIT
+start_server "$out" "$build/samples/resp/resp_server" --port 0
 echo "resp_server: listening on $addr"
 if ! command -v redis-cli >/dev/null; then
     echo "(redis-cli not installed: skipping the client part)"

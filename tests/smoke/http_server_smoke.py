@@ -9,7 +9,7 @@ import subprocess
 import sys
 import tempfile
 
-from task_common import fail, start_server, stop_server
+from server_process import fail, start_server, stop_server
 
 root = tempfile.mkdtemp(prefix="http-smoke-")
 data = os.urandom(10 << 20)

@@ -6,7 +6,7 @@ import socket
 import struct
 import sys
 
-from task_common import fail, start_server, stop_server
+from server_process import fail, start_server, stop_server
 
 
 def recvall(s, n):

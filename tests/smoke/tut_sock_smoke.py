@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from task_common import fail, start_server, stop_server
+from server_process import fail, start_server, stop_server
 
 server_exe, client_exe = sys.argv[1], sys.argv[2]
 N = 200

@@ -1,5 +1,6 @@
-"""Helpers for the task-layer smoke tests: start a server with --port 0,
-read its 'listening on HOST:PORT' line, stop it and check it exits 0."""
+"""Starting and stopping a sample server from a smoke test: run it with
+--port 0, read its 'listening on HOST:PORT' line, keep draining its stdout,
+and at the end check that a signal makes it exit 0 (the samples' contract)."""
 
 import signal
 import subprocess
@@ -13,8 +14,10 @@ def fail(msg):
     sys.exit(1)
 
 
-def start_server(exe, *args):
-    proc = subprocess.Popen([exe, "--port", "0", *args], stdout=subprocess.PIPE, text=True)
+def start_server(exe, *args, prefix=()):
+    """Returns (proc, host, port); proc.log collects the server's later stdout."""
+    proc = subprocess.Popen(list(prefix) + [exe, "--port", "0", *args],
+                            stdout=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 10
     line = ""
     while time.monotonic() < deadline:
@@ -25,6 +28,7 @@ def start_server(exe, *args):
         proc.kill()
         fail("server did not report 'listening on HOST:PORT' (got %r)" % line)
     host, port = line[len("listening on "):].strip().rsplit(":", 1)
+    # Keep reading the server's stdout so its log lines never fill the pipe.
     proc.log = []
     proc.reader = threading.Thread(target=lambda: proc.log.extend(proc.stdout), daemon=True)
     proc.reader.start()
@@ -32,6 +36,7 @@ def start_server(exe, *args):
 
 
 def stop_server(proc, sig=signal.SIGTERM):
+    """Sends `sig` and fails unless the server exits 0 within 10 s."""
     proc.send_signal(sig)
     try:
         rc = proc.wait(timeout=10)
