@@ -21,69 +21,24 @@
 #include <vector>
 
 #include "detail/io_wait.hpp"
+#include "detail/socket_state.hpp"
 
 namespace asyncore {
 namespace detail {
-
-struct SocketState {
-    Socket sock;
-    IoWatch read_watch;
-    IoWatch write_watch;
-    Timeout timeout;
-    std::size_t max_message = std::size_t{64} << 20;
-    bool reading = false;
-    bool writing = false;
-
-    // recv_msg reads up to `ahead_size` bytes at once, so that a small
-    // message and its header cost one recv(), not two. Bytes past the
-    // message wait here, and every later read takes from here first.
-    static constexpr std::size_t ahead_size = 4096;
-    std::unique_ptr<char[]> ahead;
-    std::size_t ahead_begin = 0;
-    std::size_t ahead_end = 0;
-
-    std::size_t ahead_len() const noexcept { return ahead_end - ahead_begin; }
-    std::size_t take_ahead(char* dst, std::size_t n) noexcept {
-        std::size_t k = std::min(n, ahead_len());
-        if (k == 0) return 0;
-        std::memcpy(dst, ahead.get() + ahead_begin, k);
-        ahead_begin += k;
-        if (ahead_begin == ahead_end) ahead_begin = ahead_end = 0;
-        return k;
-    }
-
-    void bind_watches() noexcept {
-        read_watch.bind(sock.fd(), EV_READ);
-        write_watch.bind(sock.fd(), EV_WRITE);
-    }
-
-    // A task still waiting on the socket is woken with EBADF rather than
-    // left waiting on a descriptor that no longer exists; `self` is an
-    // operation closing its own socket, which completes on its own.
-    void close(IoWaiter* self = nullptr) noexcept {
-        for (IoWatch* w : {&read_watch, &write_watch}) {
-            IoWaiter* waiter = w->waiter();
-            w->close();
-            if (waiter == nullptr || waiter == self) continue;
-            static_cast<SocketOp*>(waiter)->error = EBADF;
-            waiter->task->complete(*waiter);
-        }
-        sock.reset();
-    }
-};
 
 namespace {
 
 using Code = SocketOp::Code;
 
 bool is_write(Code c) noexcept {
-    return c >= Code::send;
+    return c >= Code::send && c != Code::handshake;
+}
+
+bool is_read(Code c) noexcept {
+    return c < Code::send || c == Code::handshake;
 }
 
 constexpr std::size_t header_size = 4;
-
-// The outcome of one system call: finished with `n`, would block, or failed.
-enum class Io { progress, again, eof, failed };
 
 Io classify(ssize_t r, SocketOp& op) noexcept {
     if (r > 0) return Io::progress;
@@ -93,15 +48,45 @@ Io classify(ssize_t r, SocketOp& op) noexcept {
     return Io::failed;
 }
 
+// A socket given a context but not yet through its handshake must never
+// carry plaintext.
+Io not_connected(SocketOp& op) noexcept {
+    op.error = ENOTCONN;
+    return Io::failed;
+}
+
+// One recv(), or one TLS read: the seam every stream read goes through.
+Io read_some(SocketOp& op, int fd, char* buf, std::size_t len, std::size_t& got) noexcept {
+    SocketState& s = *op.state;
+    if (s.tls) return tls_io(op, *s.tls, s.tls->read({buf, len}), got);
+    if (s.tls_ctx) return not_connected(op);
+    ssize_t r = ::recv(fd, buf, len, 0);
+    Io io = classify(r, op);
+    if (io == Io::progress) got = static_cast<std::size_t>(r);
+    return io;
+}
+
+// One send(), or one TLS write (a retry passes the same leading bytes, as
+// OpenSSL requires, because op.done moves only on progress).
+Io write_some(SocketOp& op, int fd, const char* buf, std::size_t len, std::size_t& put) noexcept {
+    SocketState& s = *op.state;
+    if (s.tls) return tls_io(op, *s.tls, s.tls->write({buf, len}), put);
+    if (s.tls_ctx) return not_connected(op);
+    ssize_t r = ::send(fd, buf, len, MSG_NOSIGNAL);
+    Io io = classify(r, op);
+    if (io == Io::progress) put = static_cast<std::size_t>(r);
+    return io;
+}
+
 // Reads into op.in[op.done, op.n) until full, EOF, EAGAIN or an error.
 // Returns true when the operation is over (full, EOF handled, error).
 bool read_exact(SocketOp& op, int fd) noexcept {
     op.done += op.state->take_ahead(op.in.data() + op.done, op.n - op.done);
     while (op.done < op.n) {
-        ssize_t r = ::recv(fd, op.in.data() + op.done, op.n - op.done, 0);
-        switch (classify(r, op)) {
+        std::size_t got = 0;
+        switch (read_some(op, fd, op.in.data() + op.done, op.n - op.done, got)) {
             case Io::progress:
-                op.done += static_cast<std::size_t>(r);
+                op.done += got;
                 break;
             case Io::again:
                 return false;
@@ -123,12 +108,13 @@ bool step_recv(SocketOp& op, int fd) noexcept {
         return true;
     }
     if (op.in.size() != op.n) op.in.resize(op.n);
-    ssize_t r = ::recv(fd, op.in.data(), op.n, 0);
-    switch (classify(r, op)) {
+    if (op.n == 0) return true;
+    std::size_t got = 0;
+    switch (read_some(op, fd, op.in.data(), op.n, got)) {
         case Io::again:
             return false;
         case Io::progress:
-            op.in.resize(static_cast<std::size_t>(r));
+            op.in.resize(got);
             return true;
         default:
             op.in.clear();
@@ -151,11 +137,11 @@ bool read_header(SocketOp& op, int fd) noexcept {
             s.ahead_end -= s.ahead_begin;
             s.ahead_begin = 0;
         }
-        ssize_t r =
-            ::recv(fd, s.ahead.get() + s.ahead_end, SocketState::ahead_size - s.ahead_end, 0);
-        switch (classify(r, op)) {
+        std::size_t got = 0;
+        char* free_space = s.ahead.get() + s.ahead_end;
+        switch (read_some(op, fd, free_space, SocketState::ahead_size - s.ahead_end, got)) {
             case Io::progress:
-                s.ahead_end += static_cast<std::size_t>(r);
+                s.ahead_end += got;
                 break;
             case Io::again:
                 return false;
@@ -208,11 +194,13 @@ bool step_recvfrom(SocketOp& op, int fd) noexcept {
 }
 
 bool step_accept(SocketOp& op, int fd) noexcept {
+    if (op.handshaking) return step_handshake(op);
     for (;;) {
         socklen_t len = Address::capacity;
         int c = ::accept4(fd, op.addr.native(), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (c >= 0) {
             op.addr.set_native_size(len);
+            if (op.state->tls_ctx) return start_accept_handshake(op, c);
             op.accepted = c;
             return true;
         }
@@ -226,12 +214,11 @@ bool step_accept(SocketOp& op, int fd) noexcept {
 
 bool step_send(SocketOp& op, int fd, bool all) noexcept {
     while (op.done < op.out.size()) {
-        ssize_t r = ::send(fd, op.out.data() + op.done, op.out.size() - op.done, MSG_NOSIGNAL);
-        if (r < 0) {
-            if (classify(r, op) == Io::again) return false;
-            return true;
-        }
-        op.done += static_cast<std::size_t>(r);
+        std::size_t put = 0;
+        Io io = write_some(op, fd, op.out.data() + op.done, op.out.size() - op.done, put);
+        if (io == Io::again) return false;
+        if (io != Io::progress) return true;
+        op.done += put;
         if (!all) return true;
     }
     return true;
@@ -239,6 +226,8 @@ bool step_send(SocketOp& op, int fd, bool all) noexcept {
 
 // Header and payload leave in one sendmsg() whenever the kernel takes both.
 bool step_send_msg(SocketOp& op, int fd) noexcept {
+    if (op.state->tls) return step_send_msg_tls(op, *op.state->tls);
+    if (op.state->tls_ctx) return not_connected(op) == Io::failed;
     std::size_t total = header_size + op.out.size();
     while (op.done < total) {
         iovec iov[2];
@@ -274,11 +263,15 @@ bool step_sendto(SocketOp& op, int fd) noexcept {
     return true;
 }
 
-// connect(): the first step issues it; later steps read its outcome.
+// connect(): the first step issues it; later steps read its outcome; over
+// TLS, the handshake follows.
 bool step_connect(SocketOp& op, int fd) noexcept {
+    if (op.handshaking) return step_handshake(op);
     if (op.done == 0) {
         op.done = 1;
-        if (::connect(fd, op.addr.native(), op.addr.native_size()) == 0) return true;
+        if (::connect(fd, op.addr.native(), op.addr.native_size()) == 0) {
+            return op.state->tls_ctx ? start_connect_handshake(op) : true;
+        }
         if (errno == EINPROGRESS || errno == EINTR) return false;
         op.error = errno;
         return true;
@@ -287,6 +280,7 @@ bool step_connect(SocketOp& op, int fd) noexcept {
     socklen_t len = sizeof err;
     if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
     op.error = err;
+    if (err == 0 && op.state->tls_ctx) return start_connect_handshake(op);
     return true;
 }
 
@@ -318,22 +312,70 @@ bool step(SocketOp& op) noexcept {
             return step_sendto(op, fd);
         case Code::connect:
             return step_connect(op, fd);
+        case Code::tls_shutdown:
+            return step_tls_shutdown(op);
+        case Code::handshake:
+            return step_handshake(op);
     }
     return true;
 }
 
+// How long shutdown_tls() waits for room for close_notify without a timeout.
+constexpr auto close_notify_wait = std::chrono::seconds(5);
+
+// The watch the next wait needs: the readiness a TLS step asked for, on the
+// accepted connection during its handshake. When a reader needs to write
+// while the writer waits on that watch (or the reverse), it waits for its
+// own readiness instead: one watch holds one waiter.
+IoWatch& watch_for(SocketOp& op) noexcept {
+    SocketState& s = *op.io_state();
+    IoWatch& wanted = op.wait_write ? s.write_watch : s.read_watch;
+    if (wanted.waiter() == nullptr || wanted.waiter() == &op) return wanted;
+    return is_write(op.code) ? s.write_watch : s.read_watch;
+}
+
+// The timeout of a wait about to start: a handshake has its own bound, and
+// shutdown_tls() always has one.
+Timeout wait_timeout(const SocketOp& op) noexcept {
+    const SocketState& s = *op.state;
+    if (op.handshaking && s.handshake_timeout) return s.handshake_timeout;
+    if (op.code == Code::tls_shutdown && !s.timeout) return close_notify_wait;
+    return s.timeout;
+}
+
+// A readiness event ran a step that must wait again: a TLS step may need the
+// other readiness or (accept) the new connection's descriptor, and a
+// handshake that has just begun starts its own timer.
 bool step_waiter(IoWaiter& w) noexcept {
-    return step(static_cast<SocketOp&>(w));
+    auto& op = static_cast<SocketOp&>(w);
+    bool was_handshaking = op.handshaking;
+    if (step(op)) return true;
+    auto* current = static_cast<IoWatch*>(op.watch);
+    IoWatch& target = watch_for(op);
+    if (&target != current) current->move_waiter(op, target);
+    if (!was_handshaking && op.handshaking && op.state->handshake_timeout) {
+        op.task->suspend(op, op.handle, op.state->handshake_timeout);
+    }
+    return false;
 }
 
 const char* op_name(Code c) noexcept {
-    static constexpr const char* names[] = {"recv", "recvall", "recv_msg", "recvfrom", "accept",
-                                            "send", "sendall", "send_msg", "sendto",   "connect"};
+    static constexpr const char* names[] = {"recv",   "recvall", "recv_msg",     "recvfrom",
+                                            "accept", "send",    "sendall",      "send_msg",
+                                            "sendto", "connect", "shutdown_tls", "start_tls"};
     return names[static_cast<int>(c)];
 }
 
+using Deadline = std::optional<std::chrono::steady_clock::time_point>;
+
+Deadline deadline_after(Timeout timeout) {
+    if (!timeout) return std::nullopt;
+    return std::chrono::steady_clock::now() +
+           std::chrono::duration_cast<std::chrono::steady_clock::duration>(*timeout);
+}
+
 // Milliseconds left until `deadline` for poll(); -1 without one.
-int poll_ms(const std::optional<std::chrono::steady_clock::time_point>& deadline) {
+int poll_ms(const Deadline& deadline) {
     if (!deadline) return -1;
     auto left =
         std::chrono::ceil<std::chrono::milliseconds>(*deadline - std::chrono::steady_clock::now());
@@ -346,6 +388,8 @@ SocketOp::SocketOp(SocketState* s, Code c, std::string_view o, std::size_t size,
                    const Address* a) noexcept
     : state(s), code(c), n(size), out(o) {
     if (a != nullptr) addr = *a;
+    wait_write = is_write(c);
+    handshaking = c == Code::handshake;
     if (c != Code::send_msg) return;
     if (o.size() > std::numeric_limits<std::uint32_t>::max()) {
         lib_error = errc::message_too_large;
@@ -359,8 +403,14 @@ SocketOp::SocketOp(SocketState* s, Code c, std::string_view o, std::size_t size,
 }
 
 SocketOp::~SocketOp() {
+    release();
+}
+
+void SocketOp::release() noexcept {
     if (!claimed) return;
-    (is_write(code) ? state->writing : state->reading) = false;
+    if (is_read(code)) state->reading = false;
+    if (is_write(code)) state->writing = false;
+    claimed = false;
 }
 
 bool SocketOp::begin() noexcept {
@@ -369,27 +419,34 @@ bool SocketOp::begin() noexcept {
         error = EBADF;
         return true;
     }
-    bool& flag = is_write(code) ? state->writing : state->reading;
-    if (flag) {
+    if ((is_read(code) && state->reading) || (is_write(code) && state->writing)) {
         lib_error = errc::busy;
         return true;
     }
-    flag = claimed = true;
+    if (is_read(code)) state->reading = true;
+    if (is_write(code)) state->writing = true;
+    claimed = true;
     IoWaiter::step = step_waiter;
     return detail::step(*this);
 }
 
 bool SocketOp::suspend(TaskCore& t, std::coroutine_handle<> h) {
-    IoWatch& w = is_write(code) ? state->write_watch : state->read_watch;
-    return w.suspend(*this, t, h, state->timeout);
+    return watch_for(*this).suspend(*this, t, h, wait_timeout(*this));
+}
+
+SocketState* SocketOp::io_state() const noexcept {
+    return conn ? conn.get() : state;
+}
+
+Connection SocketOp::take_connection() {
+    if (conn) return Connection{AsyncSocket(std::move(conn)), addr};
+    return Connection{AsyncSocket(Socket(std::exchange(accepted, -1))), addr};
 }
 
 void SocketOp::finish() {
-    if (claimed) {
-        (is_write(code) ? state->writing : state->reading) = false;
-        claimed = false;
-    }
+    release();
     throw_if_failed();
+    if (!tls_reason.empty()) throw TlsError(lib_error, tls_reason);
     if (lib_error == errc::truncated) throw TruncatedError(std::move(in));
     if (lib_error != errc{}) throw std::system_error(make_error_code(lib_error), op_name(code));
     if (error != 0) throw_errno(error, op_name(code));
@@ -397,13 +454,14 @@ void SocketOp::finish() {
 
 void SocketOp::run_blocking() {
     if (begin()) return;
-    std::optional<std::chrono::steady_clock::time_point> deadline;
-    if (state->timeout) {
-        deadline = std::chrono::steady_clock::now() +
-                   std::chrono::duration_cast<std::chrono::steady_clock::duration>(*state->timeout);
-    }
-    pollfd p{state->sock.fd(), static_cast<short>(is_write(code) ? POLLOUT : POLLIN), 0};
+    Deadline deadline = deadline_after(wait_timeout(*this));
+    bool was_handshaking = handshaking;
     for (;;) {
+        if (!was_handshaking && handshaking) {
+            was_handshaking = true;
+            if (state->handshake_timeout) deadline = deadline_after(state->handshake_timeout);
+        }
+        pollfd p{io_state()->sock.fd(), static_cast<short>(wait_write ? POLLOUT : POLLIN), 0};
         int r = ::poll(&p, 1, poll_ms(deadline));
         if (r < 0 && errno != EINTR) {
             error = errno;
@@ -431,6 +489,8 @@ AsyncSocket::AsyncSocket(Socket sock) : s_(std::make_unique<detail::SocketState>
 }
 
 AsyncSocket::AsyncSocket(int family, int type) : AsyncSocket(Socket::create(family, type)) {}
+
+AsyncSocket::AsyncSocket(std::unique_ptr<detail::SocketState> s) noexcept : s_(std::move(s)) {}
 
 AsyncSocket::AsyncSocket(AsyncSocket&&) noexcept = default;
 
@@ -595,6 +655,8 @@ Task<void> AsyncSocket::connect(std::string host, std::uint16_t port) {
         auto lookup = [name, port, family] { return resolve(name, port, family); };
         addrs = co_await run_in_thread(std::move(lookup));
     }
+    // A TLS client checks the certificate against the name it was asked for.
+    if (s_ && s_->tls_ctx) s_->connect_host = host;
     std::exception_ptr last;
     for (const Address& a : addrs) {
         if (a.family() != family) continue;

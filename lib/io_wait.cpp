@@ -61,6 +61,26 @@ void IoWatch::on_ready(evutil_socket_t, short, void* arg) {
     w->task->complete_inline(*w);
 }
 
+bool IoWatch::move_waiter(IoWaiter& w, IoWatch& to) noexcept {
+    try {
+        to.ensure_event(*w.task);
+    } catch (...) {
+        return false;
+    }
+    if (!to.added_) {
+        if (event_add(to.ev_, nullptr) != 0) return false;
+        to.added_ = true;
+    }
+    waiter_ = nullptr;
+    if (added_) {
+        event_del(ev_);
+        added_ = false;
+    }
+    w.watch = &to;
+    to.waiter_ = &w;
+    return true;
+}
+
 void IoWatch::close() noexcept {
     if (waiter_ != nullptr) detach(*waiter_);
     if (ev_ == nullptr) return;

@@ -45,6 +45,46 @@
 // completes (natural with `co_await sock.send(buf)`). A socket that was
 // awaited on must not outlive its map. Errors are std::system_error with the
 // errno (generic category) or an asyncore::errc.
+//
+// TLS (pycos' keyfile/certfile): a stream socket given a TlsContext, by the
+// constructor or set_tls(), speaks TLS; send, recv, sendall, recvall,
+// send_msg and recv_msg then carry plaintext, in tasks and in blocking mode.
+//
+//   AsyncSocket listener(AF_INET, SOCK_STREAM, TlsContext::server("c.pem", "k.pem"));
+//   auto [conn, addr] = co_await listener.accept();   // handshake done
+//
+//   AsyncSocket client(AF_INET, SOCK_STREAM, TlsContext::client("ca.pem"));
+//   co_await client.connect("localhost", 8443);        // handshake + check done
+//
+// - accept() returns a connection only after its server-side handshake; a
+//   failed handshake makes that accept() throw (the listener stays usable).
+//   The handshakes are serial: a server that must not let one slow client
+//   delay the next accepts plainly and calls start_tls() in the
+//   connection's own task.
+// - connect() handshakes as a client and checks the server's certificate
+//   against, in order: the name given to set_tls(), the host of
+//   connect(host, port), or the IP address connected to.
+// - start_tls() runs the handshake on a connected socket now (STARTTLS);
+//   its role is the context's (TlsContext::server_side()).
+// - Each handshake is bounded by handshake_timeout() (default 60 s, as
+//   asyncio's ssl_handshake_timeout); settimeout() bounds the operation's
+//   other waits (the TCP connect, waiting for a connection to accept).
+// - Errors: a failed handshake, verification or record throws TlsError with
+//   OpenSSL's reason (errc::tls_verification_failed for a rejected
+//   certificate); socket failures stay std::system_error with the errno.
+//   A peer's close_notify is EOF (recv returns "", recv_msg nullopt); the
+//   transport ending without one throws TlsError(errc::truncated). Data
+//   operations before the handshake fail with ENOTCONN: never plaintext.
+// - close() makes one non-blocking attempt at sending close_notify (it goes
+//   through whenever the kernel has room for ~30 bytes); shutdown_tls()
+//   sends it waiting for room, bounded by settimeout() or else 5 s.
+// - A reader and a writer task may share a TLS socket. With renegotiation
+//   off, OpenSSL needs the other direction only in rare cases (a write
+//   blocked mid-record when a read must answer); a read that needs to write
+//   while the writer waits then waits for its own readiness instead.
+// - TLS makes writing to a peer that has gone EPIPE, not SIGPIPE: like
+//   loop(), set_tls() and start_tls() ignore SIGPIPE unless the program set
+//   its own disposition.
 #pragma once
 
 #include <coroutine>
@@ -62,6 +102,7 @@
 #include <asyncore/error.hpp>
 #include <asyncore/socket.hpp>
 #include <asyncore/task.hpp>
+#include <asyncore/tls.hpp>
 
 namespace asyncore {
 
@@ -105,7 +146,9 @@ struct SocketOp : IoWaiter {
         send_all,
         send_msg,
         sendto,
-        connect
+        connect,
+        tls_shutdown,
+        handshake,  ///< start_tls(): claims both directions
     };
 
     /// `out` is what a send sends, `n` what a receive wants, `addr` the
@@ -121,8 +164,15 @@ struct SocketOp : IoWaiter {
     bool suspend(TaskCore& t, std::coroutine_handle<> h);
     /// Releases the direction; throws the operation's error, if any.
     void finish();
+    /// Releases the directions this operation claimed.
+    void release() noexcept;
     /// The whole operation from a plain thread, waiting with poll().
     void run_blocking();
+    /// The accepted connection (accept only).
+    Connection take_connection();
+    /// The socket whose descriptor the operation waits on: the accepted
+    /// connection during its handshake, else the operation's own.
+    SocketState* io_state() const noexcept;
 
     SocketState* state;
     Code code;
@@ -138,6 +188,12 @@ struct SocketOp : IoWaiter {
     int accepted = -1;
     unsigned char header[4] = {};
     std::uint8_t header_done = 0;
+    bool wait_write = false;   ///< the readiness the next wait needs
+    bool handshaking = false;  ///< in a TLS handshake
+    /// Non-empty after a TLS failure: finish() throws TlsError(lib_error, tls_reason).
+    std::string tls_reason;
+    /// accept() over TLS: the connection while it handshakes.
+    std::unique_ptr<SocketState> conn;
 };
 
 }  // namespace detail
@@ -175,6 +231,9 @@ class AsyncSocket {
     explicit AsyncSocket(Socket sock);
     /// A new non-blocking socket: AF_INET/AF_INET6/AF_UNIX, SOCK_STREAM/SOCK_DGRAM.
     AsyncSocket(int family, int type);
+    /// A new stream socket speaking TLS: AsyncSocket(family, type) then
+    /// set_tls(ctx, server_hostname).
+    AsyncSocket(int family, int type, TlsContext ctx, std::string server_hostname = {});
     AsyncSocket(AsyncSocket&&) noexcept;
     AsyncSocket& operator=(AsyncSocket&&) noexcept;
     /// Closes the socket (see close()).
@@ -222,7 +281,37 @@ class AsyncSocket {
     SocketAwaitable<std::size_t> sendto(std::string_view data, const Address& to);
     SocketAwaitable<Datagram> recvfrom(std::size_t n);
 
+    /// Makes this (unconnected or listening) stream socket speak TLS with
+    /// `ctx` (see the top of this file): accept() handshakes as a server,
+    /// connect() as a client verifying `server_hostname` when given. The
+    /// context is shared, not copied. Throws std::logic_error if TLS was
+    /// already started.
+    void set_tls(TlsContext ctx, std::string server_hostname = {});
+    /// Starts TLS on this connected socket now, in the role of `ctx`; a
+    /// client verifies `server_hostname` (or the peer's IP address when
+    /// empty). Completes when the handshake has. Bytes received and not yet
+    /// read are discarded: plaintext sent before the handshake must not pass
+    /// for protected data (RFC 3207, 5). Throws TlsError, TimeoutError,
+    /// std::logic_error if TLS was already started.
+    SocketAwaitable<void> start_tls(TlsContext ctx, std::string server_hostname = {});
+    /// Sends close_notify, waiting for the kernel to take it (at most
+    /// settimeout(), or 5 s without one); the socket stays open. Does
+    /// nothing without an established TLS session.
+    SocketAwaitable<void> shutdown_tls();
+    /// The bound on each TLS handshake (nullopt: only settimeout()).
+    void set_handshake_timeout(Timeout timeout) noexcept;
+    Timeout handshake_timeout() const noexcept;
+    /// True once a TLS handshake completed on this socket, until close().
+    bool tls_established() const noexcept;
+    /// The negotiated version ("TLSv1.3"); empty without an established session.
+    std::string tls_version() const;
+    /// The ALPN protocol selected; empty when none.
+    std::string alpn_protocol() const;
+
   private:
+    explicit AsyncSocket(std::unique_ptr<detail::SocketState> s) noexcept;
+    friend struct detail::SocketOp;
+
     std::unique_ptr<detail::SocketState> s_;
 };
 
@@ -252,7 +341,7 @@ inline Datagram SocketAwaitable<Datagram>::result() {
 }
 template <>
 inline Connection SocketAwaitable<Connection>::result() {
-    return Connection{AsyncSocket(Socket(std::exchange(accepted, -1))), addr};
+    return take_connection();
 }
 
 }  // namespace asyncore

@@ -37,6 +37,11 @@ class IoWatch {
     /// Registers `w` (which must be the task's next wait) and suspends the
     /// task; false if a pending terminate() was delivered instead.
     bool suspend(IoWaiter& w, TaskCore& t, std::coroutine_handle<> h, Timeout timeout);
+    /// Moves the waiter registered here to `to` (which must have none), for
+    /// an operation whose next step needs the other readiness or another
+    /// descriptor (TLS). Its timeout keeps running. False, leaving it here,
+    /// if `to` cannot register it.
+    bool move_waiter(IoWaiter& w, IoWatch& to) noexcept;
     /// Deletes and frees the event; a waiter still registered is detached
     /// (the caller completes it).
     void close() noexcept;

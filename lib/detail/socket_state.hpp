@@ -1,0 +1,98 @@
+// The private state of an AsyncSocket, and the seam between its plain
+// steps (lib/async_socket.cpp) and its TLS steps (lib/async_socket_tls.cpp).
+#pragma once
+
+#include <asyncore/async_socket.hpp>
+#include <asyncore/tls.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "io_wait.hpp"
+#include "tls_session.hpp"
+
+namespace asyncore::detail {
+
+struct SocketState {
+    Socket sock;  // first: destroyed last, after everything using the descriptor
+    IoWatch read_watch;
+    IoWatch write_watch;
+    Timeout timeout;
+    Timeout handshake_timeout = std::chrono::seconds(60);
+    std::size_t max_message = std::size_t{64} << 20;
+    bool reading = false;
+    bool writing = false;
+
+    // TLS: the context from set_tls()/start_tls(), the names a client
+    // verifies (given to set_tls(), or the host of connect(host, port)),
+    // and the session once a handshake has started.
+    std::optional<TlsContext> tls_ctx;
+    std::string tls_host;
+    std::string connect_host;
+    std::unique_ptr<TlsSession> tls;
+
+    // recv_msg reads up to `ahead_size` bytes at once, so that a small
+    // message and its header cost one recv(), not two. Bytes past the
+    // message wait here, and every later read takes from here first.
+    static constexpr std::size_t ahead_size = 4096;
+    std::unique_ptr<char[]> ahead;
+    std::size_t ahead_begin = 0;
+    std::size_t ahead_end = 0;
+
+    std::size_t ahead_len() const noexcept { return ahead_end - ahead_begin; }
+    std::size_t take_ahead(char* dst, std::size_t n) noexcept {
+        std::size_t k = std::min(n, ahead_len());
+        if (k == 0) return 0;
+        std::memcpy(dst, ahead.get() + ahead_begin, k);
+        ahead_begin += k;
+        if (ahead_begin == ahead_end) ahead_begin = ahead_end = 0;
+        return k;
+    }
+
+    void bind_watches() noexcept {
+        read_watch.bind(sock.fd(), EV_READ);
+        write_watch.bind(sock.fd(), EV_WRITE);
+    }
+
+    // A task still waiting on the socket is woken with EBADF rather than
+    // left waiting on a descriptor that no longer exists; `self` is an
+    // operation closing its own socket, which completes on its own.
+    void close(IoWaiter* self = nullptr) noexcept {
+        for (IoWatch* w : {&read_watch, &write_watch}) {
+            IoWaiter* waiter = w->waiter();
+            w->close();
+            if (waiter == nullptr || waiter == self) continue;
+            static_cast<SocketOp*>(waiter)->error = EBADF;
+            waiter->task->complete(*waiter);
+        }
+        if (tls) {
+            tls->shutdown();  // one attempt at close_notify; never waits
+            tls.reset();
+        }
+        sock.reset();
+    }
+};
+
+// The outcome of one read or write: bytes moved, would block (the op's
+// wait_write says which readiness to wait for), clean EOF, or failed (the
+// op holds the error).
+enum class Io { progress, again, eof, failed };
+
+/// Maps one TlsSession result onto `op`: the readiness to wait for, a
+/// clean EOF (close_notify) or the op's error.
+Io tls_io(SocketOp& op, const TlsSession& tls, TlsResult r, std::size_t& moved) noexcept;
+/// One handshake step on op.io_state()'s session.
+bool step_handshake(SocketOp& op) noexcept;
+/// accept() over TLS, once the listener gave `fd`: sets up op.conn and
+/// starts its server-side handshake.
+bool start_accept_handshake(SocketOp& op, int fd) noexcept;
+/// connect() over TLS, once the TCP connection is up.
+bool start_connect_handshake(SocketOp& op) noexcept;
+bool step_send_msg_tls(SocketOp& op, TlsSession& tls) noexcept;
+bool step_tls_shutdown(SocketOp& op) noexcept;
+
+}  // namespace asyncore::detail
