@@ -96,6 +96,13 @@ void Dispatcher::set_reuse_addr() {
     (void)::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
 }
 
+void Dispatcher::set_reuse_port() {
+    int on = 1;
+    if (::setsockopt(fd_, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) < 0) {
+        throw_errno(errno, "setsockopt(SO_REUSEPORT)");
+    }
+}
+
 void Dispatcher::bind(const Address& address) {
     addr_ = address;
     if (::bind(fd_, address.native(), address.native_size()) < 0) throw_errno(errno, "bind");
