@@ -14,6 +14,7 @@
 
 #include "detail/dispatcher_tls.hpp"
 #include "detail/map_core.hpp"
+#include "detail/routing.hpp"
 
 namespace asyncore {
 
@@ -95,6 +96,13 @@ void Dispatcher::set_reuse_addr() {
     (void)::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
 }
 
+void Dispatcher::set_reuse_port() {
+    int on = 1;
+    if (::setsockopt(fd_, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) < 0) {
+        throw_errno(errno, "setsockopt(SO_REUSEPORT)");
+    }
+}
+
 void Dispatcher::bind(const Address& address) {
     addr_ = address;
     if (::bind(fd_, address.native(), address.native_size()) < 0) throw_errno(errno, "bind");
@@ -162,19 +170,28 @@ void Dispatcher::pause_accepting(int err) {
     });
 }
 
+// The per-message paths below make one syscall and return; everything else
+// (EINTR, EAGAIN, disconnects, errors) is handled out of line.
 std::size_t Dispatcher::raw_send(const char* data, std::size_t len, bool& closed) {
     closed = false;
+    ssize_t n = is_socket_ ? ::send(fd_, data, len, MSG_NOSIGNAL) : ::write(fd_, data, len);
+    if (n >= 0) [[likely]] {
+        return static_cast<std::size_t>(n);
+    }
+    return send_failed(data, len, closed);
+}
+
+std::size_t Dispatcher::send_failed(const char* data, std::size_t len, bool& closed) {
     for (;;) {
-        ssize_t n = is_socket_ ? ::send(fd_, data, len, MSG_NOSIGNAL) : ::write(fd_, data, len);
-        if (n >= 0) return static_cast<std::size_t>(n);
         int err = errno;
-        if (err == EINTR) continue;
         if (err == EAGAIN || err == EWOULDBLOCK) return 0;
         if (is_disconnect_errno(err)) {
             closed = true;
             return 0;
         }
-        throw_errno(err, "send");
+        if (err != EINTR) throw_errno(err, "send");
+        ssize_t n = is_socket_ ? ::send(fd_, data, len, MSG_NOSIGNAL) : ::write(fd_, data, len);
+        if (n >= 0) return static_cast<std::size_t>(n);
     }
 }
 
@@ -185,7 +202,9 @@ std::size_t Dispatcher::send(std::string_view data) {
     }
     bool closed = false;
     std::size_t n = raw_send(data.data(), data.size(), closed);
-    if (closed) handle_close();
+    if (closed) [[unlikely]] {
+        handle_close();
+    }
     return n;
 }
 
@@ -193,9 +212,17 @@ std::size_t Dispatcher::recv_into(std::span<char> buffer) {
     if (tls_) [[unlikely]] {
         return detail::DispatcherTls::recv_into(*this, buffer);
     }
+    ssize_t n = is_socket_ ? ::recv(fd_, buffer.data(), buffer.size(), 0)
+                           : ::read(fd_, buffer.data(), buffer.size());
+    if (n > 0) [[likely]] {
+        return static_cast<std::size_t>(n);
+    }
+    return recv_failed(buffer, n);
+}
+
+// recv() returned 0 (EOF, or an empty buffer) or failed.
+std::size_t Dispatcher::recv_failed(std::span<char> buffer, long n) {
     for (;;) {
-        ssize_t n = is_socket_ ? ::recv(fd_, buffer.data(), buffer.size(), 0)
-                               : ::read(fd_, buffer.data(), buffer.size());
         if (n > 0) return static_cast<std::size_t>(n);
         if (n == 0) {
             if (buffer.empty()) return 0;
@@ -203,12 +230,13 @@ std::size_t Dispatcher::recv_into(std::span<char> buffer) {
             return 0;
         }
         int err = errno;
-        if (err == EINTR) continue;
         if (is_disconnect_errno(err)) {
             handle_close();
             return 0;
         }
-        throw_errno(err, "recv");
+        if (err != EINTR) throw_errno(err, "recv");
+        n = is_socket_ ? ::recv(fd_, buffer.data(), buffer.size(), 0)
+                       : ::read(fd_, buffer.data(), buffer.size());
     }
 }
 
@@ -395,48 +423,7 @@ void Dispatcher::adopt(std::unique_ptr<Dispatcher> d) {
 
 // -- Module-level helpers -----------------------------------------------------------
 
-namespace {
-
-// asyncore's error routing around one handler call: a disconnect errno is a
-// close, ExitNow leaves the loop, anything else is the channel's error. If
-// handle_error itself throws, the channel is closed so the loop goes on.
-template <class Fn>
-void routed(Dispatcher& d, Fn&& fn) {
-    try {
-        fn();
-    } catch (const ExitNow&) {
-        throw;
-    } catch (const std::system_error& e) {
-        if (e.code().category() == std::generic_category() &&
-            is_disconnect_errno(e.code().value())) {
-            try {
-                d.handle_close();
-            } catch (const ExitNow&) {
-                throw;
-            } catch (...) {
-                d.close();
-            }
-            return;
-        }
-        try {
-            d.handle_error(std::current_exception());
-        } catch (const ExitNow&) {
-            throw;
-        } catch (...) {
-            d.close();
-        }
-    } catch (...) {
-        try {
-            d.handle_error(std::current_exception());
-        } catch (const ExitNow&) {
-            throw;
-        } catch (...) {
-            d.close();
-        }
-    }
-}
-
-}  // namespace
+using detail::routed;
 
 void read(Dispatcher& d) {
     routed(d, [&] { d.handle_read_event(); });

@@ -13,17 +13,24 @@ constexpr std::size_t max_send_chunk = 65536;
 }  // namespace
 
 void DispatcherWithSend::send(std::string_view data) {
-    if (data.empty()) return;
-    if (pending() == 0 && connected()) {
+    if (pending() == 0 && connected() && !data.empty()) {
         // The common case, an idle socket: send straight from the caller's
         // memory and copy only what did not fit.
         std::size_t sent = Dispatcher::send(data);
-        if (fileno() < 0) return;  // the send found the peer gone and closed
-        data.remove_prefix(sent);
-        if (data.empty()) return;
+        if (sent == data.size() || fileno() < 0) return;  // all sent, or the peer is gone
+        // The socket is full: trying again now would only return EAGAIN.
+        keep(data.substr(sent));
+        return;
     }
-    out_.append(data);
+    if (data.empty()) return;
+    keep(data);
     initiate_send();
+}
+
+// Kept out of send() so that the common case, everything sent at once,
+// needs no registers for the buffer work.
+void DispatcherWithSend::keep(std::string_view data) {
+    out_.append(data);
 }
 
 void DispatcherWithSend::initiate_send() {

@@ -18,6 +18,7 @@
 
 #include "detail/dispatcher_tls.hpp"
 #include "detail/map_core.hpp"
+#include "detail/routing.hpp"
 
 namespace asyncore {
 namespace detail {
@@ -29,11 +30,14 @@ timeval to_timeval(Duration d) {
     return timeval{static_cast<time_t>(usec / 1000000), static_cast<suseconds_t>(usec % 1000000)};
 }
 
-void on_io(evutil_socket_t fd, short what, void* arg) {
-    int flags = 0;
-    if (what & EV_READ) flags |= POLLIN;
-    if (what & EV_WRITE) flags |= POLLOUT;
-    static_cast<MapCore*>(arg)->dispatch(fd, flags);
+// Read and write interest are separate events, so each callback knows its
+// one event type: no poll-flag translation on the per-message path.
+void on_read(evutil_socket_t fd, short, void* arg) {
+    static_cast<MapCore*>(arg)->dispatch_io(fd, true);
+}
+
+void on_write(evutil_socket_t fd, short, void* arg) {
+    static_cast<MapCore*>(arg)->dispatch_io(fd, false);
 }
 
 void on_wake(evutil_socket_t fd, short, void* arg) {
@@ -114,8 +118,8 @@ void MapCore::add(Dispatcher& d, int fd) {
     if (s.channel != nullptr) remove(fd);
     s.channel = &d;
     s.generation++;
-    s.read_ev = event_new(base, fd, EV_READ | EV_PERSIST, on_io, this);
-    s.write_ev = event_new(base, fd, EV_WRITE | EV_PERSIST, on_io, this);
+    s.read_ev = event_new(base, fd, EV_READ | EV_PERSIST, on_read, this);
+    s.write_ev = event_new(base, fd, EV_WRITE | EV_PERSIST, on_write, this);
     if (s.read_ev == nullptr || s.write_ev == nullptr) {
         remove(fd);
         throw_errno(ENOMEM, "add_channel");
@@ -150,8 +154,9 @@ void MapCore::remove(int fd) noexcept {
     --channel_count;
 }
 
-void MapCore::mark_dirty(int fd) noexcept {
-    if (fd < 0 || static_cast<std::size_t>(fd) >= slots.size()) return;
+void MapCore::queue_dirty(int fd) noexcept {
+    // The unsigned compare also rejects fd < 0.
+    if (static_cast<unsigned>(fd) >= slots.size()) return;
     Slot& s = slots[fd];
     if (s.dirty || s.channel == nullptr) return;
     s.dirty = true;
@@ -238,35 +243,102 @@ void MapCore::update_interest(Slot& s) {
         route_error(*this, d, std::current_exception());
         return;
     }
-    if (find(fd) != &d) return;  // closed by readable()/writable()
-    if (want_read != s.want_read && !set_interest(*this, s, s.read_ev, s.want_read, want_read)) {
-        return;
-    }
-    if (want_write != s.want_write &&
-        !set_interest(*this, s, s.write_ev, s.want_write, want_write)) {
-        return;
-    }
+    if (!apply_interest(fd, d, want_read, want_write)) return;
     // Input OpenSSL already holds will never make the kernel report the
     // socket readable again: queue the read callback for this pass ourselves
     // (libevent then polls without waiting), or the data would sit there
     // until the peer happens to send more.
-    if (run_read) event_active(s.read_ev, EV_READ, 0);
+    if (run_read) event_active(slots[fd].read_ev, EV_READ, 0);
+}
+
+// Registers the interest readable()/writable() gave, if `d` is still the
+// channel on `fd` (they may have closed it). False when it is not, or when
+// the registration failed (the error went to the channel).
+bool MapCore::apply_interest(int fd, Dispatcher& d, bool want_read, bool want_write) {
+    if (find(fd) != &d) return false;
+    Slot& s = slots[fd];
+    if (want_read != s.want_read && !set_interest(*this, s, s.read_ev, s.want_read, want_read)) {
+        return false;
+    }
+    return want_write == s.want_write ||
+           set_interest(*this, s, s.write_ev, s.want_write, want_write);
 }
 
 // -- Dispatch -----------------------------------------------------------------
 
-void MapCore::dispatch(int fd, int poll_flags) noexcept {
-    Dispatcher* d = find(fd);
+namespace {
+
+// Runs one handler call for the channel on `fd`, if it still has one, and
+// queues the channel for an interest check.
+template <class Fn>
+void run_channel(MapCore& core, int fd, Fn&& fn) noexcept {
+    Dispatcher* d = core.find(fd);
     if (d == nullptr) return;
     try {
-        readwrite(*d, poll_flags);
+        fn(*d);
     } catch (const ExitNow&) {
-        request_exit(std::current_exception());
+        core.request_exit(std::current_exception());
     } catch (...) {
         // Only close() failing inside the error routing gets here.
         std::fprintf(stderr, "error: %s\n", describe_exception(std::current_exception()).c_str());
     }
-    mark_dirty(fd);
+    core.mark_dirty(fd);
+}
+
+}  // namespace
+
+void MapCore::dispatch(int fd, int poll_flags) noexcept {
+    run_channel(*this, fd, [&](Dispatcher& d) { readwrite(d, poll_flags); });
+}
+
+void MapCore::dispatch_io(int fd, bool read_ready) noexcept {
+    Dispatcher* d = find(fd);
+    if (d == nullptr) return;
+    dispatching = fd;
+    try {
+        if (read_ready) {
+            routed(*d, [d] { d->handle_read_event(); });
+        } else {
+            routed(*d, [d] { d->handle_write_event(); });
+        }
+    } catch (const ExitNow&) {
+        request_exit(std::current_exception());
+    } catch (...) {
+        std::fprintf(stderr, "error: %s\n", describe_exception(std::current_exception()).c_str());
+    }
+    dispatching = -1;
+    settle(fd, d);
+}
+
+// The channel that just ran a handler has its interest checked right away,
+// while its state is still in cache, rather than going through the dirty
+// list: on the per-message path that list cost as much as the handler's own
+// bookkeeping. The outcome is the same as checking at the end of the pass
+// for everything a channel's own handlers and methods change; a later
+// handler in the same pass that calls this channel's methods queues it
+// again. TLS channels (whose check may queue a read for this pass) and
+// set_poll_all() maps keep the end-of-pass check.
+void MapCore::settle(int fd, Dispatcher* d) noexcept {
+    if (find(fd) != d) return;  // closed by its handler
+    if (d->tls_ || poll_all) {
+        mark_dirty(fd);
+        return;
+    }
+    slots[fd].dirty = false;  // an earlier entry in the dirty list is now redundant
+    ++stats.interest_checks;
+    bool want_read;
+    bool want_write;
+    try {
+        want_read = !d->accept_paused_ && d->readable();
+        want_write = !d->accepting_ && (d->connecting_ || d->writable());
+    } catch (const ExitNow&) {
+        request_exit(std::current_exception());
+        return;
+    } catch (...) {
+        route_error(*this, *d, std::current_exception());
+        return;
+    }
+    apply_interest(fd, *d, want_read, want_write);
 }
 
 void MapCore::drain_urgent() noexcept {
@@ -315,27 +387,34 @@ void MapCore::run_posted() noexcept {
 
 // -- The pass -----------------------------------------------------------------
 
-void MapCore::run_pass(Duration timeout) {
+void MapCore::run_pass(Duration timeout, bool bounded) {
     refresh_interest();
     ++stats.passes;
     int flags = EVLOOP_ONCE;
     if (timeout <= Duration::zero()) {
         flags = EVLOOP_NONBLOCK;
-    } else {
-        // The pass timer is re-armed only when it would end this wait too
-        // late, so a busy loop does not touch the timer heap on every pass.
-        auto now = std::chrono::steady_clock::now();
-        auto deadline =
-            now + std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout);
-        if (!evtimer_pending(pass_timer, nullptr) || deadline < pass_deadline) {
-            timeval tv = to_timeval(timeout);
-            evtimer_add(pass_timer, &tv);
-            pass_deadline = deadline;
-        }
+    } else if (bounded || poll_all || !dirty.empty()) {
+        arm_pass_timer(timeout);
+    } else if (!has_work()) {
+        // The interest checks closed the last channel: nothing would end
+        // an unbounded wait.
+        flags = EVLOOP_NONBLOCK;
     }
     event_base_loop(base, flags);
     flush_graveyard();
     if (exit_request) std::rethrow_exception(std::exchange(exit_request, nullptr));
+}
+
+// The pass timer is re-armed only when it would end this wait too late, so a
+// busy loop does not touch the timer heap on every pass.
+void MapCore::arm_pass_timer(Duration timeout) {
+    auto now = std::chrono::steady_clock::now();
+    auto deadline = now + std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout);
+    if (!evtimer_pending(pass_timer, nullptr) || deadline < pass_deadline) {
+        timeval tv = to_timeval(timeout);
+        evtimer_add(pass_timer, &tv);
+        pass_deadline = deadline;
+    }
 }
 
 // -- Ownership ----------------------------------------------------------------
@@ -408,7 +487,7 @@ bool ChannelMap::has_work() const noexcept {
 }
 
 void ChannelMap::run_pass(Duration timeout) {
-    core_->run_pass(timeout);
+    core_->run_pass(timeout, true);
 }
 
 void ChannelMap::set_poll_all(bool on) noexcept {
@@ -449,8 +528,12 @@ ChannelMap& socket_map() {
 
 void loop(Duration timeout, ChannelMap& map, std::optional<std::size_t> count) {
     if (!count) {
+        // Passes that are not counted need no timer to end them: a pass that
+        // only timed out would find nothing to do (no channel is dirty, no
+        // timer due) and start the same wait again. See MapCore::run_pass.
+        detail::MapCore& core = map.core();
         while (map.has_work())
-            map.run_pass(timeout);
+            core.run_pass(timeout, false);
         return;
     }
     for (std::size_t n = 0; n < *count && map.has_work(); ++n)

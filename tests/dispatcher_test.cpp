@@ -583,6 +583,22 @@ TEST_SUITE("dispatcher") {
         CHECK(reuse(s.fileno()));
     }
 
+    TEST_CASE_TEMPLATE("set_reuse_port lets two listeners share one address and port", F,
+                       test::IPv4, test::IPv6) {
+        ChannelMap map;
+        Dispatcher first(map);
+        first.create_socket(F::value, SOCK_STREAM);
+        first.set_reuse_port();
+        first.bind(test::loopback(F::value));
+        first.listen(16);
+        Dispatcher second(map);
+        second.create_socket(F::value, SOCK_STREAM);
+        second.set_reuse_port();
+        second.bind(first.local_address());  // without SO_REUSEPORT: EADDRINUSE, as above
+        second.listen(16);
+        CHECK(second.local_address() == first.local_address());
+    }
+
     TEST_CASE_TEMPLATE("a client that connects and resets at once does not upset the server", F,
                        test::IPv4, test::IPv6) {
         struct Handler : Dispatcher {

@@ -79,6 +79,12 @@ class Dispatcher {
     void set_socket(Socket sock);
     /// Sets SO_REUSEADDR; errors are ignored, as in asyncore.
     void set_reuse_addr();
+    /// Sets SO_REUSEPORT, before bind(): several sockets, typically one per
+    /// thread each with its own ChannelMap, may then listen on the same
+    /// address and port, and the kernel spreads incoming connections over
+    /// them (shared-nothing multi-loop servers; see samples/echo/echo_server
+    /// --threads). Throws std::system_error if the system refuses it.
+    void set_reuse_port();
     /// Binds the socket; addr() becomes `address`.
     void bind(const Address& address);
     /// Starts listening; accepting() becomes true.
@@ -237,6 +243,8 @@ class Dispatcher {
   private:
     void adopt_descriptor(Socket sock, bool is_socket);
     std::size_t raw_send(const char* data, std::size_t len, bool& closed);
+    std::size_t send_failed(const char* data, std::size_t len, bool& closed);
+    std::size_t recv_failed(std::span<char> buffer, long n);
     void pause_accepting(int err);
 
     ChannelMap* map_;

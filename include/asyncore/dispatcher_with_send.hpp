@@ -35,6 +35,7 @@ class DispatcherWithSend : public Dispatcher {
     bool writable() override;
 
   private:
+    void keep(std::string_view data);
     void consume(std::size_t n) noexcept;
 
     std::string out_;

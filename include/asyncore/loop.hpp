@@ -123,7 +123,11 @@ ChannelMap& socket_map();
 
 /// Runs passes until the map has no work left (no channels, timers, tasks or
 /// posted functions) or `count` passes were run. `timeout` bounds each pass's
-/// wait, as in asyncore. An ExitNow thrown by a handler propagates out.
+/// wait, as in asyncore, when passes are counted or with
+/// ChannelMap::set_poll_all(); otherwise a pass that could only time out
+/// would have nothing to do, so it waits for the next event or timer
+/// instead (and the loop costs no timer work per pass). An ExitNow thrown by
+/// a handler propagates out.
 void loop(Duration timeout = std::chrono::seconds(30), ChannelMap& map = socket_map(),
           std::optional<std::size_t> count = std::nullopt);
 

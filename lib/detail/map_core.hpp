@@ -56,7 +56,13 @@ struct MapCore {
     // -- Channels.
     void add(Dispatcher& d, int fd);
     void remove(int fd) noexcept;
-    void mark_dirty(int fd) noexcept;
+    /// Queues `fd` for an interest check before the next wait. Inline: send()
+    /// calls it for every message.
+    void mark_dirty(int fd) noexcept {
+        // The channel whose handler is running is checked when it returns.
+        if (fd != dispatching) queue_dirty(fd);
+    }
+    void queue_dirty(int fd) noexcept;
     Dispatcher* find(int fd) const noexcept {
         return fd >= 0 && static_cast<std::size_t>(fd) < slots.size() ? slots[fd].channel : nullptr;
     }
@@ -67,10 +73,21 @@ struct MapCore {
     void flush_graveyard() noexcept;
 
     // -- The pass.
-    void run_pass(Duration timeout);
+    /// One pass. `bounded`: the wait ends after `timeout` even with nothing
+    /// to do (ChannelMap::run_pass, loop() with a count). loop() without a
+    /// count passes false: then only poll_all mode, or channels still waiting
+    /// for an interest check, need the timer.
+    void run_pass(Duration timeout, bool bounded);
+    void arm_pass_timer(Duration timeout);
     void refresh_interest();
     void update_interest(Slot& s);
+    bool apply_interest(int fd, Dispatcher& d, bool want_read, bool want_write);
     void dispatch(int fd, int poll_flags) noexcept;
+    /// One readiness event of a read or write event: handle_read_event() or
+    /// handle_write_event() with asyncore's error routing.
+    void dispatch_io(int fd, bool read_ready) noexcept;
+    /// After `d`'s handler ran: checks its interest at once (see loop.cpp).
+    void settle(int fd, Dispatcher* d) noexcept;
     void drain_urgent() noexcept;
     void run_posted() noexcept;
     /// Runs `fn`, routing exceptions: ExitNow is kept to be rethrown by
@@ -93,6 +110,7 @@ struct MapCore {
     std::vector<Slot> slots;
     std::size_t channel_count = 0;
     std::vector<int> dirty;
+    int dispatching = -1;  ///< the fd whose read or write handler is running
     bool poll_all = false;
     LoopStats stats;
 

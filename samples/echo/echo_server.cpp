@@ -8,7 +8,10 @@
 // peer that does not read, readable() is false for that peer, so memory stays
 // bounded. --max-fds lowers RLIMIT_NOFILE: flooded with more connections than
 // descriptors, the server keeps serving and accepts again once fds free up.
-// SIGINT or SIGTERM closes every channel and exits 0.
+// --threads N runs N loops, shared-nothing: each thread has its own
+// ChannelMap and its own listener on the same port (SO_REUSEPORT), and the
+// kernel spreads the connections over them. SIGINT or SIGTERM closes every
+// channel and exits 0.
 
 #include <asyncore/asyncore.hpp>
 
@@ -22,16 +25,20 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <memory>
 #include <string>
 #include <string_view>
+#include <thread>
+#include <vector>
 
 namespace {
 
 constexpr std::size_t high_water = 1 << 20;  // stop reading above 1 MiB queued
 
-// The one receive buffer every connection reads into: handlers run one at a
-// time, and DispatcherWithSend copies only what the socket does not take.
-char shared_buffer[65536];
+// The one receive buffer every connection of a loop reads into: a loop runs
+// its handlers one at a time, and DispatcherWithSend copies only what the
+// socket does not take.
+thread_local char shared_buffer[65536];
 
 class EchoHandler : public asyncore::DispatcherWithSend {
   public:
@@ -48,9 +55,11 @@ class EchoHandler : public asyncore::DispatcherWithSend {
 
 class EchoServer : public asyncore::Dispatcher {
   public:
-    EchoServer(const asyncore::Address& addr, asyncore::ChannelMap& map) : Dispatcher(map) {
+    EchoServer(const asyncore::Address& addr, bool reuse_port, asyncore::ChannelMap& map)
+        : Dispatcher(map) {
         create_socket(addr.family(), SOCK_STREAM);
         set_reuse_addr();
+        if (reuse_port) set_reuse_port();
         bind(addr);
         listen(SOMAXCONN);
     }
@@ -61,16 +70,24 @@ class EchoServer : public asyncore::Dispatcher {
 
 // SIGINT/SIGTERM arrive through a signalfd watched like any channel: the
 // loop stays single-threaded and the handler may do anything.
+// With --threads, the other loops are told through ChannelMap::post, the
+// one call that is safe from another thread.
 class SignalWatcher : public asyncore::FileDispatcher {
   public:
-    SignalWatcher(int fd, asyncore::ChannelMap& map) : FileDispatcher(fd, map) {}
+    SignalWatcher(int fd, asyncore::ChannelMap& map, std::vector<asyncore::ChannelMap*> others)
+        : FileDispatcher(fd, map), others_(std::move(others)) {}
     bool writable() override { return false; }
     void handle_read() override {
         signalfd_siginfo info;
         if (::read(fileno(), &info, sizeof info) != static_cast<ssize_t>(sizeof info)) return;
         std::fprintf(stderr, "echo_server: %s, closing\n", ::strsignal(info.ssi_signo));
+        for (asyncore::ChannelMap* m : others_)
+            m->post([m] { asyncore::close_all(*m, true); });
         asyncore::close_all(map(), true);
     }
+
+  private:
+    std::vector<asyncore::ChannelMap*> others_;
 };
 
 struct Options {
@@ -104,7 +121,7 @@ Options parse(int argc, char** argv) {
             usage();
         }
     }
-    if (o.port > 65535) usage();
+    if (o.port > 65535 || o.threads < 1 || o.threads > 256) usage();
     return o;
 }
 
@@ -133,21 +150,40 @@ int signal_fd() {
 
 int main(int argc, char** argv) try {
     Options opt = parse(argc, argv);
-    if (opt.threads > 1) {
-        std::fprintf(stderr,
-                     "echo_server: --threads %ld is reserved for the performance work; "
-                     "running with 1 thread\n",
-                     opt.threads);
-    }
+    // Blocked before any thread starts, so every thread inherits the mask and
+    // the signals reach only the signalfd.
     int sigfd = signal_fd();
     asyncore::ChannelMap& map = asyncore::socket_map();
-    SignalWatcher signals(sigfd, map);
+    bool reuse_port = opt.threads > 1;
+    EchoServer server(asyncore::Address::ip(opt.host, static_cast<std::uint16_t>(opt.port)),
+                      reuse_port, map);
+    // The other loops listen on the port the first one got (--port 0 included).
+    std::vector<std::unique_ptr<asyncore::ChannelMap>> maps;
+    std::vector<std::unique_ptr<EchoServer>> servers;
+    std::vector<asyncore::ChannelMap*> others;
+    for (long i = 1; i < opt.threads; ++i) {
+        maps.push_back(std::make_unique<asyncore::ChannelMap>());
+        servers.push_back(std::make_unique<EchoServer>(server.local_address(), true, *maps.back()));
+        others.push_back(maps.back().get());
+    }
+    SignalWatcher signals(sigfd, map, others);
     ::close(sigfd);  // the watcher holds its own duplicate
-    EchoServer server(asyncore::Address::ip(opt.host, static_cast<std::uint16_t>(opt.port)), map);
     if (opt.max_fds > 0) limit_fds(opt.max_fds);
     std::printf("listening on %s\n", server.local_address().to_string().c_str());
     std::fflush(stdout);
+    std::vector<std::thread> threads;
+    for (asyncore::ChannelMap* m : others)
+        threads.emplace_back([m] {
+            try {
+                asyncore::loop(std::chrono::seconds(30), *m);
+            } catch (const std::exception& e) {
+                std::fprintf(stderr, "echo_server: %s\n", e.what());
+                std::exit(1);
+            }
+        });
     asyncore::loop();
+    for (std::thread& t : threads)
+        t.join();
     return 0;
 } catch (const std::exception& e) {
     std::fprintf(stderr, "echo_server: %s\n", e.what());
