@@ -22,6 +22,17 @@ struct Call {
 
 using Handler = void (*)(Call&);
 
+/// How a command's replies from several keyspace shards (resp_server
+/// --threads N) combine into the one reply redis would give. Commands whose
+/// keys always live in one shard (or that touch no key) have none.
+enum class Gather {
+    none,          ///< one shard runs the whole command
+    in_key_order,  ///< MGET: each shard's values, put back in the keys' order
+    sum,           ///< DEL, EXISTS, DBSIZE: the shards' integers added
+    same,          ///< MSET, FLUSHDB, FLUSHALL: every shard replies alike; one reply kept
+    concat,        ///< KEYS: the shards' arrays joined
+};
+
 /// A command's entry, with what COMMAND INFO and COMMAND DOCS report.
 struct CommandSpec {
     std::string_view name;   ///< lowercase; a subcommand's is "container|sub"
@@ -32,10 +43,16 @@ struct CommandSpec {
     std::string_view categories;  ///< space-separated, e.g. "@read @string @fast"
     std::string_view summary, since, group, complexity;
     std::span<const CommandSpec> subcommands = {};
+    /// With first_key 0, a Gather command runs on every shard; otherwise on
+    /// the shards owning its keys (every key_step-th argument from first_key).
+    Gather gather = Gather::none;
 };
 
 /// Every top-level command, in the order COMMAND lists them.
 std::span<const CommandSpec> command_table();
+
+/// Whether `argc` arguments (the name included) suit the command's arity.
+bool arity_ok(const CommandSpec& s, std::size_t argc);
 
 /// redis' string2ll: a strict decimal int64 (no spaces, no '+', no leading
 /// zeros, "-0" rejected). True on success.

@@ -319,26 +319,84 @@ constexpr CommandSpec commands[] = {
      "Get array of Redis command details", "2.8.13", "server", "O(N)", command_subcommands},
     {"config", -2, nullptr, "", 0, 0, 0, "@slow", "A container for server configuration commands",
      "2.0.0", "server", "Depends on subcommand.", config_subcommands},
-    {"dbsize", 1, cmd_dbsize, "readonly fast", 0, 0, 0, "@keyspace @read @fast",
-     "Return the number of keys in the selected database", "1.0.0", "server", "O(1)"},
+    {"dbsize",
+     1,
+     cmd_dbsize,
+     "readonly fast",
+     0,
+     0,
+     0,
+     "@keyspace @read @fast",
+     "Return the number of keys in the selected database",
+     "1.0.0",
+     "server",
+     "O(1)",
+     {},
+     Gather::sum},
     {"decr", 2, cmd_decr, "write denyoom fast", 1, 1, 1, "@write @string @fast",
      "Decrement the integer value of a key by one", "1.0.0", "string", "O(1)"},
     {"decrby", 3, cmd_decrby, "write denyoom fast", 1, 1, 1, "@write @string @fast",
      "Decrement the integer value of a key by the given number", "1.0.0", "string", "O(1)"},
-    {"del", -2, cmd_del, "write", 1, -1, 1, "@keyspace @write @slow", "Delete a key", "1.0.0",
-     "generic", "O(N) where N is the number of keys that will be removed."},
+    {"del",
+     -2,
+     cmd_del,
+     "write",
+     1,
+     -1,
+     1,
+     "@keyspace @write @slow",
+     "Delete a key",
+     "1.0.0",
+     "generic",
+     "O(N) where N is the number of keys that will be removed.",
+     {},
+     Gather::sum},
     {"echo", 2, cmd_echo, "loading stale fast", 0, 0, 0, "@fast @connection",
      "Echo the given string", "1.0.0", "connection", "O(1)"},
-    {"exists", -2, cmd_exists, "readonly fast", 1, -1, 1, "@keyspace @read @fast",
-     "Determine if a key exists", "1.0.0", "generic", "O(N) where N is the number of keys"},
+    {"exists",
+     -2,
+     cmd_exists,
+     "readonly fast",
+     1,
+     -1,
+     1,
+     "@keyspace @read @fast",
+     "Determine if a key exists",
+     "1.0.0",
+     "generic",
+     "O(N) where N is the number of keys",
+     {},
+     Gather::sum},
     {"expire", -3, cmd_expire, "write fast", 1, 1, 1, "@keyspace @write @fast",
      "Set a key's time to live in seconds", "1.0.0", "generic", "O(1)"},
-    {"flushall", -1, cmd_flushdb, "write", 0, 0, 0, "@keyspace @write @slow @dangerous",
-     "Remove all keys from all databases", "1.0.0", "server",
-     "O(N) where N is the total number of keys in all databases"},
-    {"flushdb", -1, cmd_flushdb, "write", 0, 0, 0, "@keyspace @write @slow @dangerous",
-     "Remove all keys from the current database", "1.0.0", "server",
-     "O(N) where N is the number of keys in the selected database"},
+    {"flushall",
+     -1,
+     cmd_flushdb,
+     "write",
+     0,
+     0,
+     0,
+     "@keyspace @write @slow @dangerous",
+     "Remove all keys from all databases",
+     "1.0.0",
+     "server",
+     "O(N) where N is the total number of keys in all databases",
+     {},
+     Gather::same},
+    {"flushdb",
+     -1,
+     cmd_flushdb,
+     "write",
+     0,
+     0,
+     0,
+     "@keyspace @write @slow @dangerous",
+     "Remove all keys from the current database",
+     "1.0.0",
+     "server",
+     "O(N) where N is the number of keys in the selected database",
+     {},
+     Gather::same},
     {"get", 2, cmd_get, "readonly fast", 1, 1, 1, "@read @string @fast", "Get the value of a key",
      "1.0.0", "string", "O(1)"},
     {"getset", 3, cmd_getset, "write denyoom fast", 1, 1, 1, "@write @string @fast",
@@ -347,15 +405,48 @@ constexpr CommandSpec commands[] = {
      "Increment the integer value of a key by one", "1.0.0", "string", "O(1)"},
     {"incrby", 3, cmd_incrby, "write denyoom fast", 1, 1, 1, "@write @string @fast",
      "Increment the integer value of a key by the given amount", "1.0.0", "string", "O(1)"},
-    {"keys", 2, cmd_keys, "readonly", 0, 0, 0, "@keyspace @read @slow @dangerous",
-     "Find all keys matching the given pattern", "1.0.0", "generic",
-     "O(N) with N being the number of keys in the database"},
-    {"mget", -2, cmd_mget, "readonly fast", 1, -1, 1, "@read @string @fast",
-     "Get the values of all the given keys", "1.0.0", "string",
-     "O(N) where N is the number of keys to retrieve."},
-    {"mset", -3, cmd_mset, "write denyoom", 1, -1, 2, "@write @string @slow",
-     "Set multiple keys to multiple values", "1.0.1", "string",
-     "O(N) where N is the number of keys to set."},
+    {"keys",
+     2,
+     cmd_keys,
+     "readonly",
+     0,
+     0,
+     0,
+     "@keyspace @read @slow @dangerous",
+     "Find all keys matching the given pattern",
+     "1.0.0",
+     "generic",
+     "O(N) with N being the number of keys in the database",
+     {},
+     Gather::concat},
+    {"mget",
+     -2,
+     cmd_mget,
+     "readonly fast",
+     1,
+     -1,
+     1,
+     "@read @string @fast",
+     "Get the values of all the given keys",
+     "1.0.0",
+     "string",
+     "O(N) where N is the number of keys to retrieve.",
+     {},
+     Gather::in_key_order},
+    {"mset",
+     -3,
+     cmd_mset,
+     "write denyoom",
+     1,
+     -1,
+     2,
+     "@write @string @slow",
+     "Set multiple keys to multiple values",
+     "1.0.1",
+     "string",
+     "O(N) where N is the number of keys to set.",
+     {},
+     Gather::same},
     {"persist", 2, cmd_persist, "write fast", 1, 1, 1, "@keyspace @write @fast",
      "Remove the expiration from a key", "2.2.0", "generic", "O(1)"},
     {"pexpire", -3, cmd_pexpire, "write fast", 1, 1, 1, "@keyspace @write @fast",
@@ -423,32 +514,46 @@ const CommandSpec* find_subcommand(const CommandSpec& container, std::string_vie
     return lookup(std::string_view(prefix, n + 1), name);
 }
 
+// The error for a request that names no command: an unknown command, or an
+// unknown subcommand of a container.
+void reply_unknown(Call& c) {
+    const CommandSpec* spec = find_command(c.argv[0]);
+    if (spec && !spec->subcommands.empty() && c.argv.size() >= 2) {
+        reply_unknown_subcommand(c);
+    } else {
+        reply_unknown_command(c);
+    }
+}
+
+}  // namespace
+
 bool arity_ok(const CommandSpec& s, std::size_t argc) {
     auto n = static_cast<int>(std::min<std::size_t>(argc, 1 << 30));
     return s.arity > 0 ? n == s.arity : n >= -s.arity;
 }
 
-}  // namespace
-
 std::span<const CommandSpec> command_table() {
     return commands;
 }
 
-After Commands::execute(Args argv, std::string& out) {
-    Call c{db_, argv, out, {}};
+const CommandSpec* Commands::resolve(Args argv) {
     const CommandSpec* spec = find_command(argv[0]);
-    if (!spec) {
-        reply_unknown_command(c);
-        return c.after;
-    }
     // A container with a subcommand runs the subcommand (redis' lookup).
-    if (!spec->subcommands.empty() && argv.size() >= 2) {
-        const CommandSpec* sub = find_subcommand(*spec, argv[1]);
-        if (!sub) {
-            reply_unknown_subcommand(c);
-            return c.after;
-        }
-        spec = sub;
+    if (spec && !spec->subcommands.empty() && argv.size() >= 2) {
+        return find_subcommand(*spec, argv[1]);
+    }
+    return spec;
+}
+
+After Commands::execute(Args argv, std::string& out) {
+    return execute(resolve(argv), argv, out);
+}
+
+After Commands::execute(const CommandSpec* spec, Args argv, std::string& out) {
+    Call c{db_, argv, out, {}};
+    if (!spec) {
+        reply_unknown(c);
+        return c.after;
     }
     c.full_name = spec->name;
     if (!arity_ok(*spec, argv.size()) || !spec->handler) {

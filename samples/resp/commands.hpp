@@ -12,6 +12,8 @@ namespace resp {
 /// One request: argv[0] is the command name (any case), the rest its arguments.
 using Args = std::span<const std::string_view>;
 
+struct CommandSpec;
+
 /// What the connection does once the reply is sent.
 enum class After { keep_open, close };
 
@@ -23,6 +25,11 @@ class Commands {
     explicit Commands(Keyspace& db) : db_(db) {}
     /// Runs `argv` (non-empty) and appends exactly one RESP2 reply to `out`.
     After execute(Args argv, std::string& out);
+    /// execute() for a request already resolved: `spec` is resolve(argv).
+    After execute(const CommandSpec* spec, Args argv, std::string& out);
+    /// The command `argv` (non-empty) names: the subcommand for a container
+    /// given one, nullptr for an unknown command or subcommand.
+    static const CommandSpec* resolve(Args argv);
     Keyspace& keyspace() noexcept { return db_; }
 
   private:

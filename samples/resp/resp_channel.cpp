@@ -9,11 +9,15 @@ namespace {
 // Buffers grown past this by one large request are released afterwards,
 // so an idle connection does not keep a big request's memory.
 constexpr std::size_t keep_capacity = 1024 * 1024;
+// Replies a connection may have outstanding on other shards before it stops
+// reading: a deep pipeline waits rather than queueing without bound.
+constexpr std::size_t max_pending = 4096;
 
 }  // namespace
 
-RespChannel::RespChannel(asyncore::Socket sock, Commands& commands, asyncore::ChannelMap& map)
-    : AsyncChat(std::move(sock), map), commands_(commands) {
+RespChannel::RespChannel(asyncore::Socket sock, Cluster& cluster, Shard& home)
+    : AsyncChat(std::move(sock), home.map), commands_(home.commands) {
+    if (cluster.size() > 1) router_ = std::make_unique<Router>(cluster, home, *this);
     set_terminator("\n");
     // Line lengths are checked after each read, as redis does, so that the
     // client gets redis' own error text rather than AsyncChat's limit error.
@@ -147,12 +151,17 @@ void RespChannel::end_bulk() {
 
 void RespChannel::run() {
     args_.views(argv_);
-    if (commands_.execute(argv_, out_) == After::close) closing_ = true;
+    After after = router_ ? router_->run(argv_, out_) : commands_.execute(argv_, out_);
+    if (after == After::close) closing_ = true;
     args_.clear();
 }
 
+std::string& RespChannel::reply_buffer() {
+    return router_ ? router_->reply_buffer(out_) : out_;
+}
+
 void RespChannel::protocol_error(std::string_view message) {
-    add_error(out_, message);
+    add_error(reply_buffer(), message);
     closing_ = true;
 }
 
@@ -193,11 +202,16 @@ void RespChannel::handle_read() {
 }
 
 void RespChannel::flush() {
+    if (router_) {
+        router_->send();
+        router_->drain(out_);
+    }
     if (!out_.empty()) {
         push(std::string_view(out_));
         out_.clear();
     }
-    if (closing_ && !close_queued_ && fileno() >= 0) {
+    bool replies_owed = router_ && router_->pending() > 0;
+    if (closing_ && !close_queued_ && !replies_owed && fileno() >= 0) {
         close_queued_ = true;
         close_when_done();
     }
@@ -212,7 +226,15 @@ void RespChannel::trim_buffers() {
 }
 
 bool RespChannel::readable() {
+    if (router_ && router_->pending() >= max_pending) return false;
     return !closing_ && !output_paused();
+}
+
+void RespChannel::replies_arrived(const ReplyBatch& replies) {
+    router_->deliver(replies);
+    if (fileno() < 0) return;
+    flush();
+    rearm();  // readable() may have changed with the pending count
 }
 
 }  // namespace resp

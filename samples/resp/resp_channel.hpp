@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -12,6 +13,8 @@
 
 #include "commands.hpp"
 #include "protocol.hpp"
+#include "router.hpp"
+#include "shard.hpp"
 
 namespace resp {
 
@@ -20,9 +23,15 @@ namespace resp {
 /// sent with one push. A protocol error gets redis' error reply, and the
 /// connection closes once it is sent; requests after it are ignored, as
 /// redis does. After QUIT likewise.
+///
+/// In a cluster of several shards (resp_server --threads N) a Router sends
+/// requests for other shards' keys to them; replies still go out in request
+/// order, and a closing connection closes once every reply is sent.
 class RespChannel : public asyncore::AsyncChat {
   public:
-    RespChannel(asyncore::Socket sock, Commands& commands, asyncore::ChannelMap& map);
+    /// Serves the connection on `home`'s thread, its map and its keys; with
+    /// more than one shard in `cluster`, requests for other shards' keys go there.
+    RespChannel(asyncore::Socket sock, Cluster& cluster, Shard& home);
 
     void collect_incoming_data(std::string_view data) override;
     void found_terminator() override;
@@ -31,6 +40,9 @@ class RespChannel : public asyncore::AsyncChat {
     /// Not while closing, nor while the peer leaves its replies unread
     /// (output above the high watermark): memory per client stays bounded.
     bool readable() override;
+    /// Replies from other shards (on this channel's thread): sends those now
+    /// next in order.
+    void replies_arrived(const ReplyBatch& replies);
 
   private:
     enum class State {
@@ -54,8 +66,10 @@ class RespChannel : public asyncore::AsyncChat {
     void protocol_error(std::string_view message);
     void flush();
     void trim_buffers();
+    std::string& reply_buffer();
 
     Commands& commands_;
+    std::unique_ptr<Router> router_;  ///< null with one shard: every key is local
     State state_ = State::request;
     std::int64_t args_left_ = 0;           ///< bulk arguments still expected
     Line waiting_ = Line::inline_request;  ///< the unfinished line's kind (awaiting_cr, stalled)

@@ -1,11 +1,17 @@
 // resp_server: a Redis-protocol (RESP2) key-value server on AsyncChat.
 //
-//   resp_server [--host HOST] [--port PORT]
+//   resp_server [--host HOST] [--port PORT] [--threads N]
 //
 // Prints "listening on HOST:PORT" once ready (PORT 0 picks a free port).
 // SIGINT or SIGTERM close every channel and the server exits 0. Signals
 // arrive through a signalfd watched by the loop, so no handler runs
 // asynchronously and no thread is hidden.
+//
+// --threads N (default 1) runs N loops, shared-nothing as Seastar does:
+// the main thread and N-1 more, each with its own map, its own listener on
+// the same port (SO_REUSEPORT: the kernel spreads connections over them)
+// and its own shard of the keyspace (see shard.hpp and router.hpp). With
+// N = 1 no thread is started.
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -14,20 +20,24 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <latch>
 #include <string>
 #include <string_view>
+#include <thread>
+#include <vector>
 
 #include <asyncore/asyncore.hpp>
 #include <asyncore/file_dispatcher.hpp>
 
-#include "commands.hpp"
 #include "keyspace.hpp"
 #include "resp_channel.hpp"
+#include "shard.hpp"
 
 namespace {
 
@@ -36,11 +46,22 @@ using namespace std::chrono_literals;
 struct Options {
     std::string host = "127.0.0.1";
     std::uint16_t port = 0;
+    std::size_t threads = 1;
 };
 
+// Far more than any machine this runs on has cores; a typo's guard.
+constexpr long max_threads = 256;
+
 [[noreturn]] void usage(const char* prog) {
-    std::fprintf(stderr, "usage: %s [--host HOST] [--port PORT]\n", prog);
+    std::fprintf(stderr, "usage: %s [--host HOST] [--port PORT] [--threads N]\n", prog);
     std::exit(2);
+}
+
+long number_arg(const char* text, long min, long max, const char* prog) {
+    char* end = nullptr;
+    long n = std::strtol(text, &end, 10);
+    if (*text == '\0' || *end != '\0' || n < min || n > max) usage(prog);
+    return n;
 }
 
 Options parse_options(int argc, char** argv) {
@@ -51,10 +72,9 @@ Options parse_options(int argc, char** argv) {
         if (arg == "--host") {
             o.host = argv[++i];
         } else if (arg == "--port") {
-            char* end = nullptr;
-            long port = std::strtol(argv[++i], &end, 10);
-            if (*end != '\0' || port < 0 || port > 65535) usage(argv[0]);
-            o.port = static_cast<std::uint16_t>(port);
+            o.port = static_cast<std::uint16_t>(number_arg(argv[++i], 0, 65535, argv[0]));
+        } else if (arg == "--threads") {
+            o.threads = static_cast<std::size_t>(number_arg(argv[++i], 1, max_threads, argv[0]));
         } else {
             usage(argv[0]);
         }
@@ -62,14 +82,16 @@ Options parse_options(int argc, char** argv) {
     return o;
 }
 
-// The listening socket: each accepted connection becomes a RespChannel
-// owned by the map.
+// A shard's listening socket: each accepted connection becomes a
+// RespChannel owned by the shard's map. With several shards every listener
+// sets SO_REUSEPORT before bind, so that all can bind the same port.
 class RespServer : public asyncore::Dispatcher {
   public:
-    RespServer(const asyncore::Address& addr, resp::Commands& commands, asyncore::ChannelMap& map)
-        : Dispatcher(map), commands_(commands) {
+    RespServer(const asyncore::Address& addr, resp::Cluster& cluster, resp::Shard& shard)
+        : Dispatcher(shard.map), cluster_(cluster), shard_(shard) {
         create_socket(addr.family(), SOCK_STREAM);
         set_reuse_addr();
+        if (cluster.size() > 1) set_reuse_port();
         bind(addr);
         listen(511);  // redis' default tcp-backlog
     }
@@ -78,11 +100,19 @@ class RespServer : public asyncore::Dispatcher {
         // Replies are written whole, once per read: Nagle would only delay them.
         int on = 1;
         ::setsockopt(sock.fd(), IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
-        asyncore::make<resp::RespChannel>(std::move(sock), commands_, map());
+        asyncore::make<resp::RespChannel>(std::move(sock), cluster_, shard_);
     }
 
   private:
-    resp::Commands& commands_;
+    void set_reuse_port() {
+        int on = 1;
+        if (::setsockopt(fileno(), SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0) {
+            throw std::system_error(errno, std::generic_category(), "SO_REUSEPORT");
+        }
+    }
+
+    resp::Cluster& cluster_;
+    resp::Shard& shard_;
 };
 
 // SIGINT/SIGTERM as readable events on a signalfd.
@@ -133,25 +163,86 @@ class ExpirySweeper {
     asyncore::TimerHandle timer_;
 };
 
-int serve(const Options& o) {
-    asyncore::ChannelMap map;
-    resp::Keyspace db;
-    resp::Commands commands(db);
-    RespServer server(asyncore::Address::ip(o.host, o.port), commands, map);
-    ExpirySweeper sweeper(db, map);
+// What one shard's thread serves: its listener and its expiry sweep. Built
+// and destroyed on that thread; shard.stop ends its loop.
+class ShardServer {
+  public:
+    ShardServer(const Options& o, std::uint16_t port, resp::Cluster& cluster, resp::Shard& shard)
+        : shard_(shard),
+          listener_(asyncore::Address::ip(o.host, port), cluster, shard),
+          sweeper_(shard.db, shard.map) {
+        shard.stop = [this] {
+            sweeper_.stop();
+            asyncore::close_all(shard_.map, true);
+        };
+    }
+    ~ShardServer() { shard_.stop = nullptr; }
+    std::uint16_t port() const { return listener_.local_address().port(); }
 
+  private:
+    resp::Shard& shard_;
+    RespServer listener_;
+    ExpirySweeper sweeper_;
+};
+
+// Threads 1..N-1 start once shard 0 has its port, build their own shard
+// server, and serve only once every shard is built: a request forwarded to
+// a shard before then would find no thread serving it.
+struct Startup {
+    explicit Startup(std::size_t threads) : built(static_cast<std::ptrdiff_t>(threads)) {}
+    std::latch built;
+    std::latch go{1};
+    std::atomic<bool> failed{false};
+    bool ok = false;  ///< written before go opens, read after
+};
+
+void shard_thread(const Options& o, std::uint16_t port, resp::Cluster& cluster, std::size_t i,
+                  Startup& startup) {
+    bool built = false;
+    try {
+        resp::Shard& shard = cluster.shard(i);
+        ShardServer server(o, port, cluster, shard);
+        built = true;
+        startup.built.count_down();
+        startup.go.wait();
+        if (startup.ok) asyncore::loop(30s, shard.map);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "resp_server: thread %zu: %s\n", i, e.what());
+        startup.failed = true;
+        // A shard that cannot serve its keys takes the whole server down.
+        if (built) cluster.stop_all();
+    }
+    if (!built) startup.built.count_down();
+}
+
+int serve(const Options& o) {
+    // Blocked before any thread starts, so every thread inherits the mask
+    // and only the signalfd sees the signals.
     int sfd = blocked_signals_fd();
     if (sfd < 0) throw std::system_error(errno, std::generic_category(), "signalfd");
-    SignalWatcher signals(sfd, map, [&] {
-        sweeper.stop();
-        asyncore::close_all(map, true);
-    });
+    resp::Cluster cluster(o.threads);
+    resp::Shard& home = cluster.shard(0);
+    SignalWatcher signals(sfd, home.map, [&] { cluster.stop_all(); });
     ::close(sfd);  // the watcher holds its own duplicate
+    ShardServer server(o, o.port, cluster, home);
 
-    std::printf("listening on %s:%u\n", o.host.c_str(), server.local_address().port());
-    std::fflush(stdout);
-    asyncore::loop(30s, map);
-    return 0;
+    Startup startup(o.threads);
+    std::vector<std::thread> threads;
+    for (std::size_t i = 1; i < o.threads; ++i)
+        threads.emplace_back(shard_thread, std::cref(o), server.port(), std::ref(cluster), i,
+                             std::ref(startup));
+    startup.built.count_down();
+    startup.built.wait();
+    startup.ok = !startup.failed;
+    startup.go.count_down();
+    if (startup.ok) {
+        std::printf("listening on %s:%u\n", o.host.c_str(), server.port());
+        std::fflush(stdout);
+        asyncore::loop(30s, home.map);
+    }
+    for (std::thread& t : threads)
+        t.join();
+    return startup.failed ? 1 : 0;
 }
 
 }  // namespace

@@ -9,7 +9,8 @@
 3. redis-benchmark completes its ping/set/get/incr/mset tests against
    resp_server, pipelined (-P 16) and not, with every request answered.
 
-Usage: resp_smoke.py PATH/TO/resp_server
+Usage: resp_smoke.py PATH/TO/resp_server [SERVER ARGS...]
+(e.g. --threads 2: the same checks against a sharded server).
 Exits 77 (skipped) if redis-server is not installed.
 """
 
@@ -48,8 +49,8 @@ def cmd(*args):
 # Servers
 
 
-def start_resp_server(exe):
-    proc = subprocess.Popen([exe, "--port", "0"], stdout=subprocess.PIPE, text=True)
+def start_resp_server(exe, *args):
+    proc = subprocess.Popen([exe, "--port", "0", *args], stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline()  # bounded: the server prints it or exits
     if not line.startswith("listening on "):
         proc.kill()
@@ -488,13 +489,13 @@ def redis_benchmark(host, port, pipeline, requests):
 
 
 def main():
-    if len(sys.argv) != 2:
-        fail("usage: resp_smoke.py PATH/TO/resp_server")
+    if len(sys.argv) < 2:
+        fail("usage: resp_smoke.py PATH/TO/resp_server [SERVER ARGS...]")
     if not shutil.which("redis-server"):
         print("SKIP: redis-server is not installed")
         sys.exit(77)
     tmp = tempfile.mkdtemp(prefix="resp_smoke.")
-    ours, addr = start_resp_server(sys.argv[1])
+    ours, addr = start_resp_server(sys.argv[1], *sys.argv[2:])
     redis, redis_path = start_redis(tmp)
     watchdog = threading.Timer(170, lambda: (ours.kill(), redis.kill()))
     watchdog.start()
