@@ -33,6 +33,25 @@ struct SocketState {
     std::size_t max_message = std::size_t{64} << 20;
     bool reading = false;
     bool writing = false;
+    // A stream socket whose last read came back short had nothing more to
+    // read then: the next read waits for readiness before trying recv(),
+    // instead of a recv() that fails with EAGAIN on every message. The wait
+    // is level-triggered, so data that did arrive meanwhile ends it at once.
+    bool read_drained = false;
+    std::int8_t stream = -1;  ///< SOCK_STREAM? -1 until first needed
+
+    void note_read(ssize_t r, std::size_t asked) noexcept {
+        read_drained = r >= 0 && static_cast<std::size_t>(r) < asked && is_stream();
+    }
+    bool is_stream() noexcept {
+        if (stream < 0) {
+            int type = 0;
+            socklen_t len = sizeof type;
+            bool ok = ::getsockopt(sock.fd(), SOL_SOCKET, SO_TYPE, &type, &len) == 0;
+            stream = ok && type == SOCK_STREAM ? 1 : 0;
+        }
+        return stream == 1;
+    }
 
     // recv_msg reads up to `ahead_size` bytes at once, so that a small
     // message and its header cost one recv(), not two. Bytes past the
@@ -96,9 +115,11 @@ Io classify(ssize_t r, SocketOp& op) noexcept {
 // Reads into op.in[op.done, op.n) until full, EOF, EAGAIN or an error.
 // Returns true when the operation is over (full, EOF handled, error).
 bool read_exact(SocketOp& op, int fd) noexcept {
-    op.done += op.state->take_ahead(op.in.data() + op.done, op.n - op.done);
+    SocketState& s = *op.state;
+    op.done += s.take_ahead(op.in.data() + op.done, op.n - op.done);
     while (op.done < op.n) {
         ssize_t r = ::recv(fd, op.in.data() + op.done, op.n - op.done, 0);
+        s.note_read(r, op.n - op.done);
         switch (classify(r, op)) {
             case Io::progress:
                 op.done += static_cast<std::size_t>(r);
@@ -116,19 +137,39 @@ bool read_exact(SocketOp& op, int fd) noexcept {
     return true;
 }
 
+// recv() lands in a per-thread scratch buffer and only what arrived is
+// copied out: the result is allocated at its real size, nothing is
+// zero-filled, and a receive that waits holds no buffer. Only a request
+// larger than the scratch buffer is read in place.
+constexpr std::size_t scratch_size = 64 * 1024;
+
+char* scratch() {
+    thread_local std::unique_ptr<char[]> buf;
+    if (!buf) buf.reset(new (std::nothrow) char[scratch_size]);
+    return buf.get();
+}
+
 bool step_recv(SocketOp& op, int fd) noexcept {
-    if (std::size_t have = op.state->ahead_len(); have > 0) {
+    SocketState& s = *op.state;
+    if (std::size_t have = s.ahead_len(); have > 0) {
         op.in.resize(std::min(op.n, have));
-        op.state->take_ahead(op.in.data(), op.in.size());
+        s.take_ahead(op.in.data(), op.in.size());
         return true;
     }
-    if (op.in.size() != op.n) op.in.resize(op.n);
-    ssize_t r = ::recv(fd, op.in.data(), op.n, 0);
+    char* buf = op.n <= scratch_size ? scratch() : nullptr;
+    if (buf == nullptr && op.in.size() != op.n) op.in.resize(op.n);
+    ssize_t r = ::recv(fd, buf != nullptr ? buf : op.in.data(), op.n, 0);
+    s.note_read(r, op.n);
     switch (classify(r, op)) {
         case Io::again:
+            if (buf == nullptr) std::string().swap(op.in);
             return false;
         case Io::progress:
-            op.in.resize(static_cast<std::size_t>(r));
+            if (buf != nullptr) {
+                op.in.assign(buf, static_cast<std::size_t>(r));
+            } else {
+                op.in.resize(static_cast<std::size_t>(r));
+            }
             return true;
         default:
             op.in.clear();
@@ -151,8 +192,9 @@ bool read_header(SocketOp& op, int fd) noexcept {
             s.ahead_end -= s.ahead_begin;
             s.ahead_begin = 0;
         }
-        ssize_t r =
-            ::recv(fd, s.ahead.get() + s.ahead_end, SocketState::ahead_size - s.ahead_end, 0);
+        std::size_t room = SocketState::ahead_size - s.ahead_end;
+        ssize_t r = ::recv(fd, s.ahead.get() + s.ahead_end, room, 0);
+        s.note_read(r, room);
         switch (classify(r, op)) {
             case Io::progress:
                 s.ahead_end += static_cast<std::size_t>(r);
@@ -197,12 +239,12 @@ bool step_recv_msg(SocketOp& op, int fd) noexcept {
 bool step_recvfrom(SocketOp& op, int fd) noexcept {
     if (op.in.size() != op.n) op.in.resize(op.n);
     socklen_t len = Address::capacity;
-    ssize_t r = ::recvfrom(fd, op.in.data(), op.n, 0, op.addr.native(), &len);
+    ssize_t r = ::recvfrom(fd, op.in.data(), op.n, 0, op.addr->native(), &len);
     if (r < 0) {
         if (classify(r, op) == Io::again) return false;
         return true;
     }
-    op.addr.set_native_size(len);
+    op.addr->set_native_size(len);
     op.in.resize(static_cast<std::size_t>(r));
     return true;
 }
@@ -210,9 +252,9 @@ bool step_recvfrom(SocketOp& op, int fd) noexcept {
 bool step_accept(SocketOp& op, int fd) noexcept {
     for (;;) {
         socklen_t len = Address::capacity;
-        int c = ::accept4(fd, op.addr.native(), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int c = ::accept4(fd, op.addr->native(), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (c >= 0) {
-            op.addr.set_native_size(len);
+            op.addr->set_native_size(len);
             op.accepted = c;
             return true;
         }
@@ -264,8 +306,8 @@ bool step_send_msg(SocketOp& op, int fd) noexcept {
 }
 
 bool step_sendto(SocketOp& op, int fd) noexcept {
-    ssize_t r = ::sendto(fd, op.out.data(), op.out.size(), MSG_NOSIGNAL, op.addr.native(),
-                         op.addr.native_size());
+    ssize_t r = ::sendto(fd, op.out.data(), op.out.size(), MSG_NOSIGNAL, op.addr->native(),
+                         op.addr->native_size());
     if (r < 0) {
         if (classify(r, op) == Io::again) return false;
         return true;
@@ -278,7 +320,7 @@ bool step_sendto(SocketOp& op, int fd) noexcept {
 bool step_connect(SocketOp& op, int fd) noexcept {
     if (op.done == 0) {
         op.done = 1;
-        if (::connect(fd, op.addr.native(), op.addr.native_size()) == 0) return true;
+        if (::connect(fd, op.addr->native(), op.addr->native_size()) == 0) return true;
         if (errno == EINPROGRESS || errno == EINTR) return false;
         op.error = errno;
         return true;
@@ -343,9 +385,8 @@ int poll_ms(const std::optional<std::chrono::steady_clock::time_point>& deadline
 }  // namespace
 
 SocketOp::SocketOp(SocketState* s, Code c, std::string_view o, std::size_t size,
-                   const Address* a) noexcept
-    : state(s), code(c), n(size), out(o) {
-    if (a != nullptr) addr = *a;
+                   Address* a) noexcept
+    : state(s), code(c), n(size), out(o), addr(a) {
     if (c != Code::send_msg) return;
     if (o.size() > std::numeric_limits<std::uint32_t>::max()) {
         lib_error = errc::message_too_large;
@@ -376,7 +417,20 @@ bool SocketOp::begin() noexcept {
     }
     flag = claimed = true;
     IoWaiter::step = step_waiter;
+    if (state->read_drained && expects_stream_data() && state->ahead_len() == 0) return false;
     return detail::step(*this);
+}
+
+bool SocketOp::expects_stream_data() const noexcept {
+    switch (code) {
+        case Code::recv:
+        case Code::recv_all:
+            return n > 0;
+        case Code::recv_msg:
+            return true;
+        default:
+            return false;
+    }
 }
 
 bool SocketOp::suspend(TaskCore& t, std::coroutine_handle<> h) {
@@ -513,12 +567,12 @@ std::size_t AsyncSocket::max_message_size() const noexcept {
     return s_ ? s_->max_message : 0;
 }
 
-SocketAwaitable<Connection> AsyncSocket::accept() {
-    return SocketAwaitable<Connection>(s_.get(), Code::accept);
+SocketAwaitable<Connection, true> AsyncSocket::accept() {
+    return SocketAwaitable<Connection, true>(s_.get(), Code::accept);
 }
 
-SocketAwaitable<void> AsyncSocket::connect(const Address& addr) {
-    return SocketAwaitable<void>(s_.get(), Code::connect, {}, 0, &addr);
+SocketAwaitable<void, true> AsyncSocket::connect(const Address& addr) {
+    return SocketAwaitable<void, true>(s_.get(), Code::connect, {}, 0, &addr);
 }
 
 SocketAwaitable<std::size_t> AsyncSocket::send(std::string_view data) {
@@ -545,12 +599,12 @@ SocketAwaitable<std::optional<std::string>> AsyncSocket::recv_msg() {
     return SocketAwaitable<std::optional<std::string>>(s_.get(), Code::recv_msg);
 }
 
-SocketAwaitable<std::size_t> AsyncSocket::sendto(std::string_view data, const Address& to) {
-    return SocketAwaitable<std::size_t>(s_.get(), Code::sendto, data, 0, &to);
+SocketAwaitable<std::size_t, true> AsyncSocket::sendto(std::string_view data, const Address& to) {
+    return SocketAwaitable<std::size_t, true>(s_.get(), Code::sendto, data, 0, &to);
 }
 
-SocketAwaitable<Datagram> AsyncSocket::recvfrom(std::size_t n) {
-    return SocketAwaitable<Datagram>(s_.get(), Code::recvfrom, {}, n);
+SocketAwaitable<Datagram, true> AsyncSocket::recvfrom(std::size_t n) {
+    return SocketAwaitable<Datagram, true>(s_.get(), Code::recvfrom, {}, n);
 }
 
 namespace {

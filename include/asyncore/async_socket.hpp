@@ -109,15 +109,18 @@ struct SocketOp : IoWaiter {
     };
 
     /// `out` is what a send sends, `n` what a receive wants, `addr` the
-    /// destination of connect/sendto.
-    SocketOp(SocketState* s, Code c, std::string_view out = {}, std::size_t n = 0,
-             const Address* addr = nullptr) noexcept;
+    /// destination of connect/sendto or where accept/recvfrom put the peer's
+    /// address (storage of the awaitable's, null for the other operations).
+    SocketOp(SocketState* s, Code c, std::string_view out, std::size_t n, Address* addr) noexcept;
     SocketOp(const SocketOp&) = delete;
     SocketOp& operator=(const SocketOp&) = delete;
     ~SocketOp();
 
     /// Claims the direction and tries the system call: true if finished.
     bool begin() noexcept;
+    /// A read of stream data (which may wait without trying first when the
+    /// last read drained the socket).
+    bool expects_stream_data() const noexcept;
     bool suspend(TaskCore& t, std::coroutine_handle<> h);
     /// Releases the direction; throws the operation's error, if any.
     void finish();
@@ -134,19 +137,40 @@ struct SocketOp : IoWaiter {
     std::size_t done = 0;  ///< bytes moved so far
     std::string_view out;
     std::string in;
-    Address addr;
+    Address* addr;
     int accepted = -1;
     unsigned char header[4] = {};
     std::uint8_t header_done = 0;
 };
 
+/// The address storage of the operations that have one (accept, recvfrom,
+/// connect, sendto); empty for the others, so that the awaitables of the
+/// frequent operations, which live in coroutine frames, stay small.
+template <bool Addressed>
+struct OpAddress {
+    Address* address_slot() noexcept { return nullptr; }
+};
+template <>
+struct OpAddress<true> {
+    Address address;
+    Address* address_slot() noexcept { return &address; }
+};
+
 }  // namespace detail
 
 /// An awaitable socket operation yielding R; `.wait()` runs it blocking.
-template <class R>
-class [[nodiscard]] SocketAwaitable : public detail::SocketOp {
+/// `Addressed` operations carry an Address (the peer's or the destination).
+template <class R, bool Addressed = false>
+class [[nodiscard]] SocketAwaitable : private detail::OpAddress<Addressed>,
+                                      public detail::SocketOp {
   public:
-    using SocketOp::SocketOp;
+    SocketAwaitable(detail::SocketState* s, Code c, std::string_view out = {}, std::size_t n = 0,
+                    const Address* to = nullptr) noexcept
+        : SocketOp(s, c, out, n, this->address_slot()) {
+        if constexpr (Addressed) {
+            if (to != nullptr) this->address = *to;
+        }
+    }
     bool await_ready() noexcept { return begin(); }
     template <class P>
     bool await_suspend(std::coroutine_handle<P> h) {
@@ -200,9 +224,9 @@ class AsyncSocket {
     std::size_t max_message_size() const noexcept;
 
     /// Accepts a connection (non-blocking, close-on-exec).
-    SocketAwaitable<Connection> accept();
+    SocketAwaitable<Connection, true> accept();
     /// Connects to `addr`; raises the connect errno (ECONNREFUSED...).
-    SocketAwaitable<void> connect(const Address& addr);
+    SocketAwaitable<void, true> connect(const Address& addr);
     /// Connects to `host` (a name is resolved by getaddrinfo on the thread
     /// pool, never blocking the loop; each address is tried in turn).
     Task<void> connect(std::string host, std::uint16_t port);
@@ -219,8 +243,8 @@ class AsyncSocket {
     SocketAwaitable<void> send_msg(std::string_view data);
     /// The next framed message; nullopt on a clean EOF between messages.
     SocketAwaitable<std::optional<std::string>> recv_msg();
-    SocketAwaitable<std::size_t> sendto(std::string_view data, const Address& to);
-    SocketAwaitable<Datagram> recvfrom(std::size_t n);
+    SocketAwaitable<std::size_t, true> sendto(std::string_view data, const Address& to);
+    SocketAwaitable<Datagram, true> recvfrom(std::size_t n);
 
   private:
     std::unique_ptr<detail::SocketState> s_;
@@ -231,28 +255,22 @@ struct Connection {
     Address addr;
 };
 
-template <>
-inline void SocketAwaitable<void>::result() {}
-template <>
-inline std::size_t SocketAwaitable<std::size_t>::result() {
-    return done;
-}
-template <>
-inline std::string SocketAwaitable<std::string>::result() {
-    return std::move(in);
-}
-template <>
-inline std::optional<std::string> SocketAwaitable<std::optional<std::string>>::result() {
-    if (eof) return std::nullopt;
-    return std::move(in);
-}
-template <>
-inline Datagram SocketAwaitable<Datagram>::result() {
-    return Datagram{std::move(in), addr};
-}
-template <>
-inline Connection SocketAwaitable<Connection>::result() {
-    return Connection{AsyncSocket(Socket(std::exchange(accepted, -1))), addr};
+template <class R, bool Addressed>
+R SocketAwaitable<R, Addressed>::result() {
+    if constexpr (std::is_same_v<R, std::size_t>) {
+        return done;
+    } else if constexpr (std::is_same_v<R, std::string>) {
+        return std::move(in);
+    } else if constexpr (std::is_same_v<R, std::optional<std::string>>) {
+        if (eof) return std::nullopt;
+        return std::move(in);
+    } else if constexpr (std::is_same_v<R, Datagram>) {
+        return Datagram{std::move(in), this->address};
+    } else if constexpr (std::is_same_v<R, Connection>) {
+        return Connection{AsyncSocket(Socket(std::exchange(accepted, -1))), this->address};
+    } else {
+        static_assert(std::is_void_v<R>);
+    }
 }
 
 }  // namespace asyncore
