@@ -151,28 +151,31 @@ char* scratch() {
 
 bool step_recv(SocketOp& op, int fd) noexcept {
     SocketState& s = *op.state;
+    std::string& in = op.into != nullptr ? *op.into : op.in;
     if (std::size_t have = s.ahead_len(); have > 0) {
-        op.in.resize(std::min(op.n, have));
-        s.take_ahead(op.in.data(), op.in.size());
+        in.resize(std::min(op.n, have));
+        s.take_ahead(in.data(), in.size());
+        op.done = in.size();
         return true;
     }
     char* buf = op.n <= scratch_size ? scratch() : nullptr;
-    if (buf == nullptr && op.in.size() != op.n) op.in.resize(op.n);
-    ssize_t r = ::recv(fd, buf != nullptr ? buf : op.in.data(), op.n, 0);
+    if (buf == nullptr && in.size() != op.n) in.resize(op.n);
+    ssize_t r = ::recv(fd, buf != nullptr ? buf : in.data(), op.n, 0);
     s.note_read(r, op.n);
     switch (classify(r, op)) {
         case Io::again:
-            if (buf == nullptr) std::string().swap(op.in);
+            if (buf == nullptr && op.into == nullptr) std::string().swap(in);
             return false;
         case Io::progress:
             if (buf != nullptr) {
-                op.in.assign(buf, static_cast<std::size_t>(r));
+                in.assign(buf, static_cast<std::size_t>(r));
             } else {
-                op.in.resize(static_cast<std::size_t>(r));
+                in.resize(static_cast<std::size_t>(r));
             }
+            op.done = in.size();
             return true;
         default:
-            op.in.clear();
+            in.clear();
             return true;
     }
 }
@@ -340,6 +343,7 @@ bool step(SocketOp& op) noexcept {
     }
     switch (op.code) {
         case Code::recv:
+        case Code::recv_into:
             return step_recv(op, fd);
         case Code::recv_all:
             if (op.in.size() != op.n) op.in.resize(op.n);
@@ -369,8 +373,9 @@ bool step_waiter(IoWaiter& w) noexcept {
 }
 
 const char* op_name(Code c) noexcept {
-    static constexpr const char* names[] = {"recv", "recvall", "recv_msg", "recvfrom", "accept",
-                                            "send", "sendall", "send_msg", "sendto",   "connect"};
+    static constexpr const char* names[] = {"recv",     "recv_into", "recvall", "recv_msg",
+                                            "recvfrom", "accept",    "send",    "sendall",
+                                            "send_msg", "sendto",    "connect"};
     return names[static_cast<int>(c)];
 }
 
@@ -384,24 +389,16 @@ int poll_ms(const std::optional<std::chrono::steady_clock::time_point>& deadline
 
 }  // namespace
 
-SocketOp::SocketOp(SocketState* s, Code c, std::string_view o, std::size_t size,
-                   Address* a) noexcept
-    : state(s), code(c), n(size), out(o), addr(a) {
-    if (c != Code::send_msg) return;
-    if (o.size() > std::numeric_limits<std::uint32_t>::max()) {
+void SocketOp::frame_header() noexcept {
+    if (out.size() > std::numeric_limits<std::uint32_t>::max()) {
         lib_error = errc::message_too_large;
         return;
     }
-    auto len = static_cast<std::uint32_t>(o.size());
+    auto len = static_cast<std::uint32_t>(out.size());
     header[0] = static_cast<unsigned char>(len >> 24);
     header[1] = static_cast<unsigned char>(len >> 16);
     header[2] = static_cast<unsigned char>(len >> 8);
     header[3] = static_cast<unsigned char>(len);
-}
-
-SocketOp::~SocketOp() {
-    if (!claimed) return;
-    (is_write(code) ? state->writing : state->reading) = false;
 }
 
 bool SocketOp::begin() noexcept {
@@ -424,6 +421,7 @@ bool SocketOp::begin() noexcept {
 bool SocketOp::expects_stream_data() const noexcept {
     switch (code) {
         case Code::recv:
+        case Code::recv_into:
         case Code::recv_all:
             return n > 0;
         case Code::recv_msg:
@@ -438,11 +436,12 @@ bool SocketOp::suspend(TaskCore& t, std::coroutine_handle<> h) {
     return w.suspend(*this, t, h, state->timeout);
 }
 
-void SocketOp::finish() {
-    if (claimed) {
-        (is_write(code) ? state->writing : state->reading) = false;
-        claimed = false;
-    }
+void SocketOp::release() noexcept {
+    (is_write(code) ? state->writing : state->reading) = false;
+    claimed = false;
+}
+
+void SocketOp::fail() {
     throw_if_failed();
     if (lib_error == errc::truncated) throw TruncatedError(std::move(in));
     if (lib_error != errc{}) throw std::system_error(make_error_code(lib_error), op_name(code));
@@ -585,6 +584,10 @@ SocketAwaitable<std::string> AsyncSocket::recv(std::size_t n) {
 
 SocketAwaitable<void> AsyncSocket::sendall(std::string_view data) {
     return SocketAwaitable<void>(s_.get(), Code::send_all, data);
+}
+
+SocketAwaitable<std::size_t> AsyncSocket::recv_into(std::string& buf, std::size_t n) {
+    return SocketAwaitable<std::size_t>(s_.get(), Code::recv_into, {}, n, nullptr, &buf);
 }
 
 SocketAwaitable<std::string> AsyncSocket::recvall(std::size_t n) {

@@ -499,4 +499,38 @@ s.close()
             map, [&] { return reader.done(); }, 2s));
         CHECK(got == "later");
     }
+
+    TEST_CASE("recv_into replaces the buffer's contents, reuses its capacity and gives 0 at EOF") {
+        ChannelMap map;
+        auto [a, b] = async_pair();
+        std::string buf;
+        buf.reserve(64);
+        const char* storage = buf.data();
+        std::vector<std::size_t> counts;
+        std::vector<std::string> got;
+        auto reader = [&]() -> Task<void> {
+            for (;;) {
+                std::size_t n = co_await a.recv_into(buf, 16);
+                counts.push_back(n);
+                if (n == 0) break;
+                got.push_back(buf);
+            }
+        };
+        auto t = asyncore::spawn(reader(), map);
+        REQUIRE(test::run_until(
+            map, [&] { return map.stats().passes >= 2; }, 2s));
+        test::write_all(b.fd(), "first message");
+        REQUIRE(test::run_until(
+            map, [&] { return got.size() == 1; }, 2s));
+        test::write_all(b.fd(), "two");
+        REQUIRE(test::run_until(
+            map, [&] { return got.size() == 2; }, 2s));
+        b.close();
+        REQUIRE(test::run_until(
+            map, [&] { return t.done(); }, 2s));
+        CHECK(got == std::vector<std::string>{"first message", "two"});
+        CHECK(counts == std::vector<std::size_t>{13, 3, 0});
+        CHECK(buf.empty());
+        CHECK(buf.data() == storage);
+    }
 }

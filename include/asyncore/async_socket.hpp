@@ -20,7 +20,11 @@
 // in a task, or call `.wait()` on them from a plain thread (pycos'
 // blocking=True mode: same methods, same framing, blocking with poll()).
 //
-// Concurrency: one read (recv, recvall, recv_msg, recvfrom, accept) and one
+// Hot loops: recv() returns a new string per call; recv_into(buf, n) reuses
+// the caller's string, so that a connection echoing messages allocates
+// nothing per message once `buf` has grown to the message size.
+//
+// Concurrency: one read (recv, recv_into, recvall, recv_msg, recvfrom, accept) and one
 // write (send, sendall, send_msg, sendto, connect) may be pending at once,
 // so two tasks can do full-duplex I/O on one socket; starting a second read
 // (or write) while one is pending throws errc::busy.
@@ -97,6 +101,7 @@ struct SocketState;
 struct SocketOp : IoWaiter {
     enum class Code : std::uint8_t {
         recv,
+        recv_into,
         recv_all,
         recv_msg,
         recvfrom,
@@ -110,20 +115,33 @@ struct SocketOp : IoWaiter {
 
     /// `out` is what a send sends, `n` what a receive wants, `addr` the
     /// destination of connect/sendto or where accept/recvfrom put the peer's
-    /// address (storage of the awaitable's, null for the other operations).
-    SocketOp(SocketState* s, Code c, std::string_view out, std::size_t n, Address* addr) noexcept;
+    /// address (storage of the awaitable's, null for the other operations),
+    /// `into` the caller's buffer of recv_into.
+    SocketOp(SocketState* s, Code c, std::string_view data, std::size_t size, Address* address,
+             std::string* buf = nullptr) noexcept
+        : state(s), code(c), n(size), out(data), into(buf), addr(address) {
+        if (c == Code::send_msg) frame_header();
+    }
     SocketOp(const SocketOp&) = delete;
     SocketOp& operator=(const SocketOp&) = delete;
-    ~SocketOp();
+    ~SocketOp() {
+        if (claimed) release();
+    }
 
     /// Claims the direction and tries the system call: true if finished.
     bool begin() noexcept;
     /// A read of stream data (which may wait without trying first when the
     /// last read drained the socket).
     bool expects_stream_data() const noexcept;
+    void release() noexcept;
+    void fail();
+    void frame_header() noexcept;
     bool suspend(TaskCore& t, std::coroutine_handle<> h);
     /// Releases the direction; throws the operation's error, if any.
-    void finish();
+    void finish() {
+        if (claimed) release();
+        if (outcome != errc{} || lib_error != errc{} || error != 0) fail();
+    }
     /// The whole operation from a plain thread, waiting with poll().
     void run_blocking();
 
@@ -137,6 +155,7 @@ struct SocketOp : IoWaiter {
     std::size_t done = 0;  ///< bytes moved so far
     std::string_view out;
     std::string in;
+    std::string* into = nullptr;  ///< recv_into: the caller's buffer
     Address* addr;
     int accepted = -1;
     unsigned char header[4] = {};
@@ -165,8 +184,8 @@ class [[nodiscard]] SocketAwaitable : private detail::OpAddress<Addressed>,
                                       public detail::SocketOp {
   public:
     SocketAwaitable(detail::SocketState* s, Code c, std::string_view out = {}, std::size_t n = 0,
-                    const Address* to = nullptr) noexcept
-        : SocketOp(s, c, out, n, this->address_slot()) {
+                    const Address* to = nullptr, std::string* into = nullptr) noexcept
+        : SocketOp(s, c, out, n, this->address_slot(), into) {
         if constexpr (Addressed) {
             if (to != nullptr) this->address = *to;
         }
@@ -234,6 +253,10 @@ class AsyncSocket {
     SocketAwaitable<std::size_t> send(std::string_view data);
     /// Up to `n` bytes; an empty string at EOF.
     SocketAwaitable<std::string> recv(std::size_t n);
+    /// Up to `n` bytes into `buf`, replacing its contents and reusing its
+    /// capacity; returns buf.size(), 0 at EOF. `buf` must stay valid until
+    /// the operation completes.
+    SocketAwaitable<std::size_t> recv_into(std::string& buf, std::size_t n);
     /// Sends all of `data`.
     SocketAwaitable<void> sendall(std::string_view data);
     /// Exactly `n` bytes; TruncatedError if the peer closes first.
