@@ -58,15 +58,15 @@ struct SocketState {
     // message wait here, and every later read takes from here first.
     static constexpr std::size_t ahead_size = 4096;
     std::unique_ptr<char[]> ahead;
-    std::size_t ahead_begin = 0;
-    std::size_t ahead_end = 0;
+    std::uint32_t ahead_begin = 0;  // 32 bits: SocketState fits a 128-byte malloc chunk
+    std::uint32_t ahead_end = 0;
 
     std::size_t ahead_len() const noexcept { return ahead_end - ahead_begin; }
     std::size_t take_ahead(char* dst, std::size_t n) noexcept {
         std::size_t k = std::min(n, ahead_len());
         if (k == 0) return 0;
         std::memcpy(dst, ahead.get() + ahead_begin, k);
-        ahead_begin += k;
+        ahead_begin += static_cast<std::uint32_t>(k);
         if (ahead_begin == ahead_end) ahead_begin = ahead_end = 0;
         return k;
     }
@@ -116,9 +116,9 @@ Io classify(ssize_t r, SocketOp& op) noexcept {
 // Returns true when the operation is over (full, EOF handled, error).
 bool read_exact(SocketOp& op, int fd) noexcept {
     SocketState& s = *op.state;
-    op.done += s.take_ahead(op.in.data() + op.done, op.n - op.done);
+    op.done += s.take_ahead(op.in->data() + op.done, op.n - op.done);
     while (op.done < op.n) {
-        ssize_t r = ::recv(fd, op.in.data() + op.done, op.n - op.done, 0);
+        ssize_t r = ::recv(fd, op.in->data() + op.done, op.n - op.done, 0);
         s.note_read(r, op.n - op.done);
         switch (classify(r, op)) {
             case Io::progress:
@@ -127,7 +127,7 @@ bool read_exact(SocketOp& op, int fd) noexcept {
             case Io::again:
                 return false;
             case Io::eof:
-                op.in.resize(op.done);
+                op.in->resize(op.done);
                 op.lib_error = errc::truncated;
                 return true;
             case Io::failed:
@@ -151,7 +151,7 @@ char* scratch() {
 
 bool step_recv(SocketOp& op, int fd) noexcept {
     SocketState& s = *op.state;
-    std::string& in = op.into != nullptr ? *op.into : op.in;
+    std::string& in = *op.in;
     if (std::size_t have = s.ahead_len(); have > 0) {
         in.resize(std::min(op.n, have));
         s.take_ahead(in.data(), in.size());
@@ -164,7 +164,7 @@ bool step_recv(SocketOp& op, int fd) noexcept {
     s.note_read(r, op.n);
     switch (classify(r, op)) {
         case Io::again:
-            if (buf == nullptr && op.into == nullptr) std::string().swap(in);
+            if (buf == nullptr && op.code == Code::recv) std::string().swap(in);
             return false;
         case Io::progress:
             if (buf != nullptr) {
@@ -200,7 +200,7 @@ bool read_header(SocketOp& op, int fd) noexcept {
         s.note_read(r, room);
         switch (classify(r, op)) {
             case Io::progress:
-                s.ahead_end += static_cast<std::size_t>(r);
+                s.ahead_end += static_cast<std::uint32_t>(r);
                 break;
             case Io::again:
                 return false;
@@ -208,8 +208,8 @@ bool read_header(SocketOp& op, int fd) noexcept {
                 if (s.ahead_len() == 0) {
                     op.eof = true;
                 } else {
-                    op.in.resize(s.ahead_len());
-                    s.take_ahead(op.in.data(), op.in.size());
+                    op.in->resize(s.ahead_len());
+                    s.take_ahead(op.in->data(), op.in->size());
                     op.lib_error = errc::truncated;
                 }
                 return true;
@@ -227,7 +227,7 @@ bool read_header(SocketOp& op, int fd) noexcept {
         return true;
     }
     op.n = len;
-    op.in.resize(len);
+    op.in->resize(len);
     return true;
 }
 
@@ -240,15 +240,15 @@ bool step_recv_msg(SocketOp& op, int fd) noexcept {
 }
 
 bool step_recvfrom(SocketOp& op, int fd) noexcept {
-    if (op.in.size() != op.n) op.in.resize(op.n);
+    if (op.in->size() != op.n) op.in->resize(op.n);
     socklen_t len = Address::capacity;
-    ssize_t r = ::recvfrom(fd, op.in.data(), op.n, 0, op.addr->native(), &len);
+    ssize_t r = ::recvfrom(fd, op.in->data(), op.n, 0, op.addr->native(), &len);
     if (r < 0) {
         if (classify(r, op) == Io::again) return false;
         return true;
     }
     op.addr->set_native_size(len);
-    op.in.resize(static_cast<std::size_t>(r));
+    op.in->resize(static_cast<std::size_t>(r));
     return true;
 }
 
@@ -346,7 +346,7 @@ bool step(SocketOp& op) noexcept {
         case Code::recv_into:
             return step_recv(op, fd);
         case Code::recv_all:
-            if (op.in.size() != op.n) op.in.resize(op.n);
+            if (op.in->size() != op.n) op.in->resize(op.n);
             return read_exact(op, fd);
         case Code::recv_msg:
             return step_recv_msg(op, fd);
@@ -443,7 +443,7 @@ void SocketOp::release() noexcept {
 
 void SocketOp::fail() {
     throw_if_failed();
-    if (lib_error == errc::truncated) throw TruncatedError(std::move(in));
+    if (lib_error == errc::truncated) throw TruncatedError(std::move(*in));
     if (lib_error != errc{}) throw std::system_error(make_error_code(lib_error), op_name(code));
     if (error != 0) throw_errno(error, op_name(code));
 }

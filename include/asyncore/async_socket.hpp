@@ -116,10 +116,10 @@ struct SocketOp : IoWaiter {
     /// `out` is what a send sends, `n` what a receive wants, `addr` the
     /// destination of connect/sendto or where accept/recvfrom put the peer's
     /// address (storage of the awaitable's, null for the other operations),
-    /// `into` the caller's buffer of recv_into.
+    /// `buf` what a read fills (the awaitable's string, or recv_into's).
     SocketOp(SocketState* s, Code c, std::string_view data, std::size_t size, Address* address,
-             std::string* buf = nullptr) noexcept
-        : state(s), code(c), n(size), out(data), into(buf), addr(address) {
+             std::string* buf) noexcept
+        : state(s), code(c), n(size), out(data), in(buf), addr(address) {
         if (c == Code::send_msg) frame_header();
     }
     SocketOp(const SocketOp&) = delete;
@@ -154,8 +154,7 @@ struct SocketOp : IoWaiter {
     std::size_t n = 0;     ///< bytes wanted (recv*, message length)
     std::size_t done = 0;  ///< bytes moved so far
     std::string_view out;
-    std::string in;
-    std::string* into = nullptr;  ///< recv_into: the caller's buffer
+    std::string* in;  ///< what a read fills: the awaitable's or recv_into's buffer
     Address* addr;
     int accepted = -1;
     unsigned char header[4] = {};
@@ -165,6 +164,17 @@ struct SocketOp : IoWaiter {
 /// The address storage of the operations that have one (accept, recvfrom,
 /// connect, sendto); empty for the others, so that the awaitables of the
 /// frequent operations, which live in coroutine frames, stay small.
+/// Likewise the string a read returns, for the operations that return one.
+template <bool Buffered>
+struct OpBuffer {
+    std::string* buffer_slot() noexcept { return nullptr; }
+};
+template <>
+struct OpBuffer<true> {
+    std::string buffer;
+    std::string* buffer_slot() noexcept { return &buffer; }
+};
+
 template <bool Addressed>
 struct OpAddress {
     Address* address_slot() noexcept { return nullptr; }
@@ -180,12 +190,17 @@ struct OpAddress<true> {
 /// An awaitable socket operation yielding R; `.wait()` runs it blocking.
 /// `Addressed` operations carry an Address (the peer's or the destination).
 template <class R, bool Addressed = false>
-class [[nodiscard]] SocketAwaitable : private detail::OpAddress<Addressed>,
-                                      public detail::SocketOp {
+class [[nodiscard]] SocketAwaitable
+    : private detail::OpAddress<Addressed>,
+      private detail::OpBuffer<std::is_same_v<R, std::string> ||
+                               std::is_same_v<R, std::optional<std::string>> ||
+                               std::is_same_v<R, Datagram>>,
+      public detail::SocketOp {
   public:
     SocketAwaitable(detail::SocketState* s, Code c, std::string_view out = {}, std::size_t n = 0,
                     const Address* to = nullptr, std::string* into = nullptr) noexcept
-        : SocketOp(s, c, out, n, this->address_slot(), into) {
+        : SocketOp(s, c, out, n, this->address_slot(),
+                   into != nullptr ? into : this->buffer_slot()) {
         if constexpr (Addressed) {
             if (to != nullptr) this->address = *to;
         }
@@ -283,12 +298,12 @@ R SocketAwaitable<R, Addressed>::result() {
     if constexpr (std::is_same_v<R, std::size_t>) {
         return done;
     } else if constexpr (std::is_same_v<R, std::string>) {
-        return std::move(in);
+        return std::move(this->buffer);
     } else if constexpr (std::is_same_v<R, std::optional<std::string>>) {
         if (eof) return std::nullopt;
-        return std::move(in);
+        return std::move(this->buffer);
     } else if constexpr (std::is_same_v<R, Datagram>) {
-        return Datagram{std::move(in), this->address};
+        return Datagram{std::move(this->buffer), this->address};
     } else if constexpr (std::is_same_v<R, Connection>) {
         return Connection{AsyncSocket(Socket(std::exchange(accepted, -1))), this->address};
     } else {
