@@ -16,6 +16,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <iterator>
 #include <limits>
 #include <new>
 #include <vector>
@@ -55,12 +56,18 @@ Io not_connected(SocketOp& op) noexcept {
     return Io::failed;
 }
 
-// One recv(), or one TLS read: the seam every stream read goes through.
+// One recv(), or one TLS read: the seam every stream read goes through,
+// which also notes whether it drained the socket (see read_drained).
 Io read_some(SocketOp& op, int fd, char* buf, std::size_t len, std::size_t& got) noexcept {
     SocketState& s = *op.state;
-    if (s.tls) return tls_io(op, *s.tls, s.tls->read({buf, len}), got);
+    if (s.tls) {
+        Io io = tls_io(op, *s.tls, s.tls->read({buf, len}), got);
+        s.note_tls_read(io == Io::progress && got < len);
+        return io;
+    }
     if (s.tls_ctx) return not_connected(op);
     ssize_t r = ::recv(fd, buf, len, 0);
+    s.note_read(r, len);
     Io io = classify(r, op);
     if (io == Io::progress) got = static_cast<std::size_t>(r);
     return io;
@@ -81,17 +88,17 @@ Io write_some(SocketOp& op, int fd, const char* buf, std::size_t len, std::size_
 // Reads into op.in[op.done, op.n) until full, EOF, EAGAIN or an error.
 // Returns true when the operation is over (full, EOF handled, error).
 bool read_exact(SocketOp& op, int fd) noexcept {
-    op.done += op.state->take_ahead(op.in.data() + op.done, op.n - op.done);
+    op.done += op.state->take_ahead(op.in->data() + op.done, op.n - op.done);
     while (op.done < op.n) {
         std::size_t got = 0;
-        switch (read_some(op, fd, op.in.data() + op.done, op.n - op.done, got)) {
+        switch (read_some(op, fd, op.in->data() + op.done, op.n - op.done, got)) {
             case Io::progress:
                 op.done += got;
                 break;
             case Io::again:
                 return false;
             case Io::eof:
-                op.in.resize(op.done);
+                op.in->resize(op.done);
                 op.lib_error = errc::truncated;
                 return true;
             case Io::failed:
@@ -101,23 +108,48 @@ bool read_exact(SocketOp& op, int fd) noexcept {
     return true;
 }
 
+// recv() (or a TLS read) lands in a per-thread scratch buffer and only
+// what arrived is copied out: the result is allocated at its real size,
+// nothing is zero-filled, and a receive that waits holds no buffer. Only a
+// request larger than the scratch buffer is read in place.
+constexpr std::size_t scratch_size = 64 * 1024;
+
+char* scratch() {
+    thread_local std::unique_ptr<char[]> buf;
+    if (!buf) buf.reset(new (std::nothrow) char[scratch_size]);
+    return buf.get();
+}
+
 bool step_recv(SocketOp& op, int fd) noexcept {
-    if (std::size_t have = op.state->ahead_len(); have > 0) {
-        op.in.resize(std::min(op.n, have));
-        op.state->take_ahead(op.in.data(), op.in.size());
+    SocketState& s = *op.state;
+    std::string& in = *op.in;
+    if (std::size_t have = s.ahead_len(); have > 0) {
+        in.resize(std::min(op.n, have));
+        s.take_ahead(in.data(), in.size());
+        op.done = in.size();
         return true;
     }
-    if (op.in.size() != op.n) op.in.resize(op.n);
-    if (op.n == 0) return true;
+    if (op.n == 0) {
+        in.clear();
+        return true;
+    }
+    char* buf = op.n <= scratch_size ? scratch() : nullptr;
+    if (buf == nullptr && in.size() != op.n) in.resize(op.n);
     std::size_t got = 0;
-    switch (read_some(op, fd, op.in.data(), op.n, got)) {
+    switch (read_some(op, fd, buf != nullptr ? buf : in.data(), op.n, got)) {
         case Io::again:
+            if (buf == nullptr && op.code == Code::recv) std::string().swap(in);
             return false;
         case Io::progress:
-            op.in.resize(got);
+            if (buf != nullptr) {
+                in.assign(buf, got);
+            } else {
+                in.resize(got);
+            }
+            op.done = in.size();
             return true;
         default:
-            op.in.clear();
+            in.clear();
             return true;
     }
 }
@@ -141,7 +173,7 @@ bool read_header(SocketOp& op, int fd) noexcept {
         char* free_space = s.ahead.get() + s.ahead_end;
         switch (read_some(op, fd, free_space, SocketState::ahead_size - s.ahead_end, got)) {
             case Io::progress:
-                s.ahead_end += got;
+                s.ahead_end += static_cast<std::uint32_t>(got);
                 break;
             case Io::again:
                 return false;
@@ -149,8 +181,8 @@ bool read_header(SocketOp& op, int fd) noexcept {
                 if (s.ahead_len() == 0) {
                     op.eof = true;
                 } else {
-                    op.in.resize(s.ahead_len());
-                    s.take_ahead(op.in.data(), op.in.size());
+                    op.in->resize(s.ahead_len());
+                    s.take_ahead(op.in->data(), op.in->size());
                     op.lib_error = errc::truncated;
                 }
                 return true;
@@ -168,7 +200,7 @@ bool read_header(SocketOp& op, int fd) noexcept {
         return true;
     }
     op.n = len;
-    op.in.resize(len);
+    op.in->resize(len);
     return true;
 }
 
@@ -181,15 +213,15 @@ bool step_recv_msg(SocketOp& op, int fd) noexcept {
 }
 
 bool step_recvfrom(SocketOp& op, int fd) noexcept {
-    if (op.in.size() != op.n) op.in.resize(op.n);
+    if (op.in->size() != op.n) op.in->resize(op.n);
     socklen_t len = Address::capacity;
-    ssize_t r = ::recvfrom(fd, op.in.data(), op.n, 0, op.addr.native(), &len);
+    ssize_t r = ::recvfrom(fd, op.in->data(), op.n, 0, op.addr->native(), &len);
     if (r < 0) {
         if (classify(r, op) == Io::again) return false;
         return true;
     }
-    op.addr.set_native_size(len);
-    op.in.resize(static_cast<std::size_t>(r));
+    op.addr->set_native_size(len);
+    op.in->resize(static_cast<std::size_t>(r));
     return true;
 }
 
@@ -197,9 +229,9 @@ bool step_accept(SocketOp& op, int fd) noexcept {
     if (op.handshaking) return step_handshake(op);
     for (;;) {
         socklen_t len = Address::capacity;
-        int c = ::accept4(fd, op.addr.native(), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int c = ::accept4(fd, op.addr->native(), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (c >= 0) {
-            op.addr.set_native_size(len);
+            op.addr->set_native_size(len);
             if (op.state->tls_ctx) return start_accept_handshake(op, c);
             op.accepted = c;
             return true;
@@ -253,8 +285,8 @@ bool step_send_msg(SocketOp& op, int fd) noexcept {
 }
 
 bool step_sendto(SocketOp& op, int fd) noexcept {
-    ssize_t r = ::sendto(fd, op.out.data(), op.out.size(), MSG_NOSIGNAL, op.addr.native(),
-                         op.addr.native_size());
+    ssize_t r = ::sendto(fd, op.out.data(), op.out.size(), MSG_NOSIGNAL, op.addr->native(),
+                         op.addr->native_size());
     if (r < 0) {
         if (classify(r, op) == Io::again) return false;
         return true;
@@ -269,7 +301,7 @@ bool step_connect(SocketOp& op, int fd) noexcept {
     if (op.handshaking) return step_handshake(op);
     if (op.done == 0) {
         op.done = 1;
-        if (::connect(fd, op.addr.native(), op.addr.native_size()) == 0) {
+        if (::connect(fd, op.addr->native(), op.addr->native_size()) == 0) {
             return op.state->tls_ctx ? start_connect_handshake(op) : true;
         }
         if (errno == EINPROGRESS || errno == EINTR) return false;
@@ -292,9 +324,10 @@ bool step(SocketOp& op) noexcept {
     }
     switch (op.code) {
         case Code::recv:
+        case Code::recv_into:
             return step_recv(op, fd);
         case Code::recv_all:
-            if (op.in.size() != op.n) op.in.resize(op.n);
+            if (op.in->size() != op.n) op.in->resize(op.n);
             return read_exact(op, fd);
         case Code::recv_msg:
             return step_recv_msg(op, fd);
@@ -360,9 +393,10 @@ bool step_waiter(IoWaiter& w) noexcept {
 }
 
 const char* op_name(Code c) noexcept {
-    static constexpr const char* names[] = {"recv",   "recvall", "recv_msg",     "recvfrom",
-                                            "accept", "send",    "sendall",      "send_msg",
-                                            "sendto", "connect", "shutdown_tls", "start_tls"};
+    static constexpr const char* names[] = {
+        "recv",    "recv_into", "recvall", "recv_msg", "recvfrom",     "accept",   "send",
+        "sendall", "send_msg",  "sendto",  "connect",  "shutdown_tls", "start_tls"};
+    static_assert(std::size(names) == static_cast<std::size_t>(Code::handshake) + 1);
     return names[static_cast<int>(c)];
 }
 
@@ -384,30 +418,23 @@ int poll_ms(const Deadline& deadline) {
 
 }  // namespace
 
-SocketOp::SocketOp(SocketState* s, Code c, std::string_view o, std::size_t size,
-                   const Address* a) noexcept
-    : state(s), code(c), n(size), out(o) {
-    if (a != nullptr) addr = *a;
-    wait_write = is_write(c);
-    handshaking = c == Code::handshake;
-    if (c != Code::send_msg) return;
-    if (o.size() > std::numeric_limits<std::uint32_t>::max()) {
+void SocketOp::frame_header() noexcept {
+    if (out.size() > std::numeric_limits<std::uint32_t>::max()) {
         lib_error = errc::message_too_large;
         return;
     }
-    auto len = static_cast<std::uint32_t>(o.size());
+    auto len = static_cast<std::uint32_t>(out.size());
     header[0] = static_cast<unsigned char>(len >> 24);
     header[1] = static_cast<unsigned char>(len >> 16);
     header[2] = static_cast<unsigned char>(len >> 8);
     header[3] = static_cast<unsigned char>(len);
 }
 
-SocketOp::~SocketOp() {
-    release();
+void SocketStateDeleter::operator()(SocketState* s) const noexcept {
+    delete s;
 }
 
 void SocketOp::release() noexcept {
-    if (!claimed) return;
     if (is_read(code)) state->reading = false;
     if (is_write(code)) state->writing = false;
     claimed = false;
@@ -427,7 +454,21 @@ bool SocketOp::begin() noexcept {
     if (is_write(code)) state->writing = true;
     claimed = true;
     IoWaiter::step = step_waiter;
+    if (state->read_drained_now() && expects_stream_data()) return false;
     return detail::step(*this);
+}
+
+bool SocketOp::expects_stream_data() const noexcept {
+    switch (code) {
+        case Code::recv:
+        case Code::recv_into:
+        case Code::recv_all:
+            return n > 0;
+        case Code::recv_msg:
+            return true;
+        default:
+            return false;
+    }
 }
 
 bool SocketOp::suspend(TaskCore& t, std::coroutine_handle<> h) {
@@ -439,15 +480,14 @@ SocketState* SocketOp::io_state() const noexcept {
 }
 
 Connection SocketOp::take_connection() {
-    if (conn) return Connection{AsyncSocket(std::move(conn)), addr};
-    return Connection{AsyncSocket(Socket(std::exchange(accepted, -1))), addr};
+    if (conn) return Connection{AsyncSocket(std::unique_ptr<SocketState>(conn.release())), *addr};
+    return Connection{AsyncSocket(Socket(std::exchange(accepted, -1))), *addr};
 }
 
-void SocketOp::finish() {
-    release();
+void SocketOp::fail() {
     throw_if_failed();
     if (!tls_reason.empty()) throw TlsError(lib_error, tls_reason);
-    if (lib_error == errc::truncated) throw TruncatedError(std::move(in));
+    if (lib_error == errc::truncated) throw TruncatedError(in ? std::move(*in) : std::string());
     if (lib_error != errc{}) throw std::system_error(make_error_code(lib_error), op_name(code));
     if (error != 0) throw_errno(error, op_name(code));
 }
@@ -573,12 +613,12 @@ std::size_t AsyncSocket::max_message_size() const noexcept {
     return s_ ? s_->max_message : 0;
 }
 
-SocketAwaitable<Connection> AsyncSocket::accept() {
-    return SocketAwaitable<Connection>(s_.get(), Code::accept);
+SocketAwaitable<Connection, true> AsyncSocket::accept() {
+    return SocketAwaitable<Connection, true>(s_.get(), Code::accept);
 }
 
-SocketAwaitable<void> AsyncSocket::connect(const Address& addr) {
-    return SocketAwaitable<void>(s_.get(), Code::connect, {}, 0, &addr);
+SocketAwaitable<void, true> AsyncSocket::connect(const Address& addr) {
+    return SocketAwaitable<void, true>(s_.get(), Code::connect, {}, 0, &addr);
 }
 
 SocketAwaitable<std::size_t> AsyncSocket::send(std::string_view data) {
@@ -593,6 +633,10 @@ SocketAwaitable<void> AsyncSocket::sendall(std::string_view data) {
     return SocketAwaitable<void>(s_.get(), Code::send_all, data);
 }
 
+SocketAwaitable<std::size_t> AsyncSocket::recv_into(std::string& buf, std::size_t n) {
+    return SocketAwaitable<std::size_t>(s_.get(), Code::recv_into, {}, n, nullptr, &buf);
+}
+
 SocketAwaitable<std::string> AsyncSocket::recvall(std::size_t n) {
     return SocketAwaitable<std::string>(s_.get(), Code::recv_all, {}, n);
 }
@@ -605,12 +649,12 @@ SocketAwaitable<std::optional<std::string>> AsyncSocket::recv_msg() {
     return SocketAwaitable<std::optional<std::string>>(s_.get(), Code::recv_msg);
 }
 
-SocketAwaitable<std::size_t> AsyncSocket::sendto(std::string_view data, const Address& to) {
-    return SocketAwaitable<std::size_t>(s_.get(), Code::sendto, data, 0, &to);
+SocketAwaitable<std::size_t, true> AsyncSocket::sendto(std::string_view data, const Address& to) {
+    return SocketAwaitable<std::size_t, true>(s_.get(), Code::sendto, data, 0, &to);
 }
 
-SocketAwaitable<Datagram> AsyncSocket::recvfrom(std::size_t n) {
-    return SocketAwaitable<Datagram>(s_.get(), Code::recvfrom, {}, n);
+SocketAwaitable<Datagram, true> AsyncSocket::recvfrom(std::size_t n) {
+    return SocketAwaitable<Datagram, true>(s_.get(), Code::recvfrom, {}, n);
 }
 
 namespace {

@@ -115,7 +115,7 @@ bool start_accept_handshake(SocketOp& op, int fd) noexcept {
         conn->tls_ctx = op.state->tls_ctx;
         conn->handshake_timeout = op.state->handshake_timeout;
         conn->tls = std::make_unique<TlsSession>(*conn->tls_ctx, fd, true, std::string());
-        op.conn = std::move(conn);
+        op.conn.reset(conn.release());
     } catch (const TlsError& e) {
         return fail_tls(op, static_cast<errc>(e.code().value()), e.reason().c_str());
     } catch (const std::bad_alloc&) {
@@ -131,7 +131,7 @@ bool start_connect_handshake(SocketOp& op) noexcept {
     try {
         std::string name = !s.tls_host.empty()       ? s.tls_host
                            : !s.connect_host.empty() ? s.connect_host
-                                                     : ip_of(op.addr);
+                                                     : ip_of(*op.addr);
         s.tls = std::make_unique<TlsSession>(*s.tls_ctx, s.sock.fd(), false, name);
     } catch (const TlsError& e) {
         return fail_tls(op, static_cast<errc>(e.code().value()), e.reason().c_str());
@@ -208,6 +208,7 @@ SocketAwaitable<void> AsyncSocket::start_tls(TlsContext ctx, std::string server_
     s_->tls_ctx = std::move(ctx);
     s_->tls_host = std::move(server_hostname);
     s_->ahead_begin = s_->ahead_end = 0;
+    s_->read_drained = false;
     return SocketAwaitable<void>(s_.get(), SocketOp::Code::handshake);
 }
 

@@ -23,7 +23,7 @@ void IoWatch::ensure_event(TaskCore& t) {
 bool IoWatch::suspend(IoWaiter& w, TaskCore& t, std::coroutine_handle<> h, Timeout timeout) {
     if (t.cancel_pending(w)) return false;
     if (waiter_ != nullptr) throw std::logic_error("IoWatch: a wait is already registered");
-    ensure_event(t);
+    if (ev_ == nullptr || core_ != &core_of(t.map())) ensure_event(t);
     if (!added_) {
         if (event_add(ev_, nullptr) != 0) throw_errno(errno ? errno : ENOMEM, "event_add");
         added_ = true;

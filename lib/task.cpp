@@ -157,7 +157,7 @@ void Wait::detach() noexcept {
     if (detach_fn != nullptr) detach_fn(*this);
 }
 
-void Wait::throw_if_failed() const {
+void Wait::throw_failure() const {
     if (outcome == errc::timed_out) throw TimeoutError();
     if (outcome == errc::cancelled) throw Cancelled();
 }
@@ -206,7 +206,7 @@ bool TaskCore::take_cancel() noexcept {
     return true;
 }
 
-bool TaskCore::cancel_pending(Wait& w) noexcept {
+bool TaskCore::deliver_cancel(Wait& w) noexcept {
     if (!take_cancel()) return false;
     w.outcome = errc::cancelled;
     return true;

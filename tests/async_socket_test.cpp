@@ -435,4 +435,102 @@ s.close()
         });
         CHECK(got == std::vector<std::string>{"hi", "", "yes", "TAIL", "-and-more"});
     }
+
+    TEST_CASE("a read after a short read waits for readiness first and still gets what came") {
+        for (int family : {AF_INET, AF_UNIX}) {
+            CAPTURE(family);
+            ChannelMap map;
+            auto [a, b] = async_pair(family);
+            test::write_all(b.fd(), "one");
+            {
+                auto first = a.recv(100);
+                REQUIRE(first.await_ready());
+                CHECK(first.await_resume() == "one");
+            }
+            // Queued before the next read starts: the short read drained the
+            // socket, so that read waits instead of calling recv(), and the
+            // level-triggered readiness wait must end at once.
+            test::write_all(b.fd(), "two");
+            {
+                auto skipped = a.recv(100);
+                CHECK_FALSE(skipped.await_ready());
+            }
+            std::string got;
+            run_task(
+                map, [&]() -> Task<void> { got = co_await a.recv(100); }, 2s);
+            CHECK(got == "two");
+        }
+    }
+
+    TEST_CASE("datagram reads always try first: a short datagram says nothing of the next") {
+        ChannelMap map;
+        int fds[2];
+        REQUIRE(::socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, fds) == 0);
+        AsyncSocket a{asyncore::Socket(fds[0])};
+        AsyncSocket b{asyncore::Socket(fds[1])};
+        REQUIRE(::send(b.fd(), "first", 5, 0) == 5);
+        REQUIRE(::send(b.fd(), "second", 6, 0) == 6);
+        auto one = a.recv(100);
+        REQUIRE(one.await_ready());
+        CHECK(one.await_resume() == "first");
+        auto two = a.recv(100);
+        REQUIRE(two.await_ready());
+        CHECK(two.await_resume() == "second");
+    }
+
+    TEST_CASE("a recv larger than the scratch buffer returns what arrived, waiting or not") {
+        ChannelMap map;
+        auto [a, b] = async_pair();
+        constexpr std::size_t big = std::size_t{1} << 20;
+        test::write_all(b.fd(), "ready");
+        {
+            auto op = a.recv(big);
+            REQUIRE(op.await_ready());
+            CHECK(op.await_resume() == "ready");
+        }
+        std::string got;
+        auto read_big = [&]() -> Task<void> { got = co_await a.recv(big); };
+        auto reader = asyncore::spawn(read_big(), map);
+        REQUIRE(test::run_until(
+            map, [&] { return map.stats().passes >= 2; }, 2s));
+        CHECK(got.empty());
+        test::write_all(b.fd(), "later");
+        REQUIRE(test::run_until(
+            map, [&] { return reader.done(); }, 2s));
+        CHECK(got == "later");
+    }
+
+    TEST_CASE("recv_into replaces the buffer's contents, reuses its capacity and gives 0 at EOF") {
+        ChannelMap map;
+        auto [a, b] = async_pair();
+        std::string buf;
+        buf.reserve(64);
+        const char* storage = buf.data();
+        std::vector<std::size_t> counts;
+        std::vector<std::string> got;
+        auto reader = [&]() -> Task<void> {
+            for (;;) {
+                std::size_t n = co_await a.recv_into(buf, 16);
+                counts.push_back(n);
+                if (n == 0) break;
+                got.push_back(buf);
+            }
+        };
+        auto t = asyncore::spawn(reader(), map);
+        REQUIRE(test::run_until(
+            map, [&] { return map.stats().passes >= 2; }, 2s));
+        test::write_all(b.fd(), "first message");
+        REQUIRE(test::run_until(
+            map, [&] { return got.size() == 1; }, 2s));
+        test::write_all(b.fd(), "two");
+        REQUIRE(test::run_until(
+            map, [&] { return got.size() == 2; }, 2s));
+        b.close();
+        REQUIRE(test::run_until(
+            map, [&] { return t.done(); }, 2s));
+        CHECK(got == std::vector<std::string>{"first message", "two"});
+        CHECK(counts == std::vector<std::size_t>{13, 3, 0});
+        CHECK(buf.empty());
+        CHECK(buf.data() == storage);
+    }
 }

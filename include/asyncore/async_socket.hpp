@@ -20,7 +20,11 @@
 // in a task, or call `.wait()` on them from a plain thread (pycos'
 // blocking=True mode: same methods, same framing, blocking with poll()).
 //
-// Concurrency: one read (recv, recvall, recv_msg, recvfrom, accept) and one
+// Hot loops: recv() returns a new string per call; recv_into(buf, n) reuses
+// the caller's string, so that a connection echoing messages allocates
+// nothing per message once `buf` has grown to the message size.
+//
+// Concurrency: one read (recv, recv_into, recvall, recv_msg, recvfrom, accept) and one
 // write (send, sendall, send_msg, sendto, connect) may be pending at once,
 // so two tasks can do full-duplex I/O on one socket; starting a second read
 // (or write) while one is pending throws errc::busy.
@@ -133,11 +137,18 @@ namespace detail {
 
 struct SocketState;
 
+/// Deletes a SocketState where its type is complete, so that an awaitable's
+/// destructor stays inline.
+struct SocketStateDeleter {
+    void operator()(SocketState* s) const noexcept;
+};
+
 /// The state of one socket operation; lives in the awaitable (no allocation
 /// per operation beyond the std::string a receive returns).
 struct SocketOp : IoWaiter {
     enum class Code : std::uint8_t {
         recv,
+        recv_into,
         recv_all,
         recv_msg,
         recvfrom,
@@ -152,20 +163,42 @@ struct SocketOp : IoWaiter {
     };
 
     /// `out` is what a send sends, `n` what a receive wants, `addr` the
-    /// destination of connect/sendto.
-    SocketOp(SocketState* s, Code c, std::string_view out = {}, std::size_t n = 0,
-             const Address* addr = nullptr) noexcept;
+    /// destination of connect/sendto or where accept/recvfrom put the peer's
+    /// address (storage of the awaitable's, null for the other operations),
+    /// `buf` what a read fills (the awaitable's string, or recv_into's).
+    SocketOp(SocketState* s, Code c, std::string_view data, std::size_t size, Address* address,
+             std::string* buf) noexcept
+        : state(s),
+          code(c),
+          n(size),
+          out(data),
+          in(buf),
+          addr(address),
+          wait_write(c >= Code::send && c != Code::handshake),
+          handshaking(c == Code::handshake) {
+        if (c == Code::send_msg) frame_header();
+    }
     SocketOp(const SocketOp&) = delete;
     SocketOp& operator=(const SocketOp&) = delete;
-    ~SocketOp();
+    ~SocketOp() {
+        if (claimed) release();
+    }
 
     /// Claims the direction and tries the system call: true if finished.
     bool begin() noexcept;
-    bool suspend(TaskCore& t, std::coroutine_handle<> h);
-    /// Releases the direction; throws the operation's error, if any.
-    void finish();
+    /// A read of stream data (which may wait without trying first when the
+    /// last read drained the socket).
+    bool expects_stream_data() const noexcept;
     /// Releases the directions this operation claimed.
     void release() noexcept;
+    void fail();
+    void frame_header() noexcept;
+    bool suspend(TaskCore& t, std::coroutine_handle<> h);
+    /// Releases the direction; throws the operation's error, if any.
+    void finish() {
+        if (claimed) release();
+        if (outcome != errc{} || lib_error != errc{} || error != 0) fail();
+    }
     /// The whole operation from a plain thread, waiting with poll().
     void run_blocking();
     /// The accepted connection (accept only).
@@ -183,8 +216,8 @@ struct SocketOp : IoWaiter {
     std::size_t n = 0;     ///< bytes wanted (recv*, message length)
     std::size_t done = 0;  ///< bytes moved so far
     std::string_view out;
-    std::string in;
-    Address addr;
+    std::string* in;  ///< what a read fills: the awaitable's or recv_into's buffer
+    Address* addr;
     int accepted = -1;
     unsigned char header[4] = {};
     std::uint8_t header_done = 0;
@@ -193,16 +226,53 @@ struct SocketOp : IoWaiter {
     /// Non-empty after a TLS failure: finish() throws TlsError(lib_error, tls_reason).
     std::string tls_reason;
     /// accept() over TLS: the connection while it handshakes.
-    std::unique_ptr<SocketState> conn;
+    std::unique_ptr<SocketState, SocketStateDeleter> conn;
+};
+
+/// The address storage of the operations that have one (accept, recvfrom,
+/// connect, sendto); empty for the others, so that the awaitables of the
+/// frequent operations, which live in coroutine frames, stay small.
+/// Likewise the string a read returns, for the operations that return one.
+template <bool Buffered>
+struct OpBuffer {
+    std::string* buffer_slot() noexcept { return nullptr; }
+};
+template <>
+struct OpBuffer<true> {
+    std::string buffer;
+    std::string* buffer_slot() noexcept { return &buffer; }
+};
+
+template <bool Addressed>
+struct OpAddress {
+    Address* address_slot() noexcept { return nullptr; }
+};
+template <>
+struct OpAddress<true> {
+    Address address;
+    Address* address_slot() noexcept { return &address; }
 };
 
 }  // namespace detail
 
 /// An awaitable socket operation yielding R; `.wait()` runs it blocking.
-template <class R>
-class [[nodiscard]] SocketAwaitable : public detail::SocketOp {
+/// `Addressed` operations carry an Address (the peer's or the destination).
+template <class R, bool Addressed = false>
+class [[nodiscard]] SocketAwaitable
+    : private detail::OpAddress<Addressed>,
+      private detail::OpBuffer<std::is_same_v<R, std::string> ||
+                               std::is_same_v<R, std::optional<std::string>> ||
+                               std::is_same_v<R, Datagram>>,
+      public detail::SocketOp {
   public:
-    using SocketOp::SocketOp;
+    SocketAwaitable(detail::SocketState* s, Code c, std::string_view out = {}, std::size_t n = 0,
+                    const Address* to = nullptr, std::string* into = nullptr) noexcept
+        : SocketOp(s, c, out, n, this->address_slot(),
+                   into != nullptr ? into : this->buffer_slot()) {
+        if constexpr (Addressed) {
+            if (to != nullptr) this->address = *to;
+        }
+    }
     bool await_ready() noexcept { return begin(); }
     template <class P>
     bool await_suspend(std::coroutine_handle<P> h) {
@@ -259,9 +329,9 @@ class AsyncSocket {
     std::size_t max_message_size() const noexcept;
 
     /// Accepts a connection (non-blocking, close-on-exec).
-    SocketAwaitable<Connection> accept();
+    SocketAwaitable<Connection, true> accept();
     /// Connects to `addr`; raises the connect errno (ECONNREFUSED...).
-    SocketAwaitable<void> connect(const Address& addr);
+    SocketAwaitable<void, true> connect(const Address& addr);
     /// Connects to `host` (a name is resolved by getaddrinfo on the thread
     /// pool, never blocking the loop; each address is tried in turn).
     Task<void> connect(std::string host, std::uint16_t port);
@@ -269,6 +339,10 @@ class AsyncSocket {
     SocketAwaitable<std::size_t> send(std::string_view data);
     /// Up to `n` bytes; an empty string at EOF.
     SocketAwaitable<std::string> recv(std::size_t n);
+    /// Up to `n` bytes into `buf`, replacing its contents and reusing its
+    /// capacity; returns buf.size(), 0 at EOF. `buf` must stay valid until
+    /// the operation completes.
+    SocketAwaitable<std::size_t> recv_into(std::string& buf, std::size_t n);
     /// Sends all of `data`.
     SocketAwaitable<void> sendall(std::string_view data);
     /// Exactly `n` bytes; TruncatedError if the peer closes first.
@@ -278,8 +352,8 @@ class AsyncSocket {
     SocketAwaitable<void> send_msg(std::string_view data);
     /// The next framed message; nullopt on a clean EOF between messages.
     SocketAwaitable<std::optional<std::string>> recv_msg();
-    SocketAwaitable<std::size_t> sendto(std::string_view data, const Address& to);
-    SocketAwaitable<Datagram> recvfrom(std::size_t n);
+    SocketAwaitable<std::size_t, true> sendto(std::string_view data, const Address& to);
+    SocketAwaitable<Datagram, true> recvfrom(std::size_t n);
 
     /// Makes this (unconnected or listening) stream socket speak TLS with
     /// `ctx` (see the top of this file): accept() handshakes as a server,
@@ -320,28 +394,22 @@ struct Connection {
     Address addr;
 };
 
-template <>
-inline void SocketAwaitable<void>::result() {}
-template <>
-inline std::size_t SocketAwaitable<std::size_t>::result() {
-    return done;
-}
-template <>
-inline std::string SocketAwaitable<std::string>::result() {
-    return std::move(in);
-}
-template <>
-inline std::optional<std::string> SocketAwaitable<std::optional<std::string>>::result() {
-    if (eof) return std::nullopt;
-    return std::move(in);
-}
-template <>
-inline Datagram SocketAwaitable<Datagram>::result() {
-    return Datagram{std::move(in), addr};
-}
-template <>
-inline Connection SocketAwaitable<Connection>::result() {
-    return take_connection();
+template <class R, bool Addressed>
+R SocketAwaitable<R, Addressed>::result() {
+    if constexpr (std::is_same_v<R, std::size_t>) {
+        return done;
+    } else if constexpr (std::is_same_v<R, std::string>) {
+        return std::move(this->buffer);
+    } else if constexpr (std::is_same_v<R, std::optional<std::string>>) {
+        if (eof) return std::nullopt;
+        return std::move(this->buffer);
+    } else if constexpr (std::is_same_v<R, Datagram>) {
+        return Datagram{std::move(this->buffer), this->address};
+    } else if constexpr (std::is_same_v<R, Connection>) {
+        return take_connection();
+    } else {
+        static_assert(std::is_void_v<R>);
+    }
 }
 
 }  // namespace asyncore

@@ -110,7 +110,10 @@ struct Wait {
     /// Removes every registration of this wait (list and detach_fn).
     void detach() noexcept;
     /// Throws TimeoutError or Cancelled if the wait did not complete.
-    void throw_if_failed() const;
+    void throw_if_failed() const {
+        if (outcome != errc{}) throw_failure();
+    }
+    void throw_failure() const;
 };
 
 /// A wait for a descriptor's readiness (lib/detail/io_wait.hpp). When the
@@ -163,7 +166,7 @@ class TaskCore {
 
     /// Delivers a pending terminate() to `w` instead of suspending: true if
     /// the awaitable must not suspend (w.outcome is then cancelled).
-    bool cancel_pending(Wait& w) noexcept;
+    bool cancel_pending(Wait& w) noexcept { return cancel_requested_ && deliver_cancel(w); }
     /// Records `w` as this task's wait and arms the timeout (if any).
     void suspend(Wait& w, std::coroutine_handle<> h, Timeout timeout);
     /// Ends the current wait `w` with `outcome` (its registrations must
@@ -187,6 +190,7 @@ class TaskCore {
     friend struct Scheduler;
 
     void disarm() noexcept;
+    bool deliver_cancel(Wait& w) noexcept;
     void mailbox_type_error() const;
     Scheduler& sched() const noexcept { return *sched_; }
 

@@ -5,8 +5,12 @@
 #include <asyncore/async_socket.hpp>
 #include <asyncore/tls.hpp>
 
+#include <sys/socket.h>
+#include <sys/types.h>
+
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <cstring>
 #include <memory>
 #include <optional>
@@ -26,6 +30,14 @@ struct SocketState {
     std::size_t max_message = std::size_t{64} << 20;
     bool reading = false;
     bool writing = false;
+    // A stream socket whose last read came back short had nothing more to
+    // read then: the next read waits for readiness before trying recv(),
+    // instead of a recv() that fails with EAGAIN on every message. The wait
+    // is level-triggered, so data that did arrive meanwhile ends it at once.
+    // Over TLS the kernel is not the only source: records OpenSSL already
+    // holds are readable without any readiness, so they rule the wait out.
+    bool read_drained = false;
+    std::int8_t stream = -1;  ///< SOCK_STREAM? -1 until first needed
 
     // TLS: the context from set_tls()/start_tls(), the names a client
     // verifies (given to set_tls(), or the host of connect(host, port)),
@@ -40,17 +52,41 @@ struct SocketState {
     // message wait here, and every later read takes from here first.
     static constexpr std::size_t ahead_size = 4096;
     std::unique_ptr<char[]> ahead;
-    std::size_t ahead_begin = 0;
-    std::size_t ahead_end = 0;
+    std::uint32_t ahead_begin = 0;  // 32 bits: keeps SocketState small
+    std::uint32_t ahead_end = 0;
 
     std::size_t ahead_len() const noexcept { return ahead_end - ahead_begin; }
     std::size_t take_ahead(char* dst, std::size_t n) noexcept {
         std::size_t k = std::min(n, ahead_len());
         if (k == 0) return 0;
         std::memcpy(dst, ahead.get() + ahead_begin, k);
-        ahead_begin += k;
+        ahead_begin += static_cast<std::uint32_t>(k);
         if (ahead_begin == ahead_end) ahead_begin = ahead_end = 0;
         return k;
+    }
+
+    void note_read(ssize_t r, std::size_t asked) noexcept {
+        read_drained = r >= 0 && static_cast<std::size_t>(r) < asked && is_stream();
+    }
+    void note_tls_read(bool short_read) noexcept {
+        read_drained = short_read && !tls->has_buffered_input();
+    }
+    bool is_stream() noexcept {
+        if (stream < 0) {
+            int type = 0;
+            socklen_t len = sizeof type;
+            bool ok = ::getsockopt(sock.fd(), SOL_SOCKET, SO_TYPE, &type, &len) == 0;
+            stream = ok && type == SOCK_STREAM ? 1 : 0;
+        }
+        return stream == 1;
+    }
+    /// Whether a stream read may wait for readiness without trying first:
+    /// the last read drained the socket and nothing is buffered here or,
+    /// over TLS, inside OpenSSL. A socket given a context but not through
+    /// its handshake never waits: its reads fail at once (ENOTCONN).
+    bool read_drained_now() const noexcept {
+        return read_drained && ahead_len() == 0 &&
+               (!tls_ctx || (tls && !tls->has_buffered_input()));
     }
 
     void bind_watches() noexcept {
@@ -74,6 +110,7 @@ struct SocketState {
             tls.reset();
         }
         sock.reset();
+        read_drained = false;
     }
 };
 
