@@ -24,12 +24,6 @@ namespace asyncore {
 namespace detail {
 namespace {
 
-timeval to_timeval(Duration d) {
-    auto usec = std::chrono::duration_cast<std::chrono::microseconds>(d).count();
-    if (usec < 0) usec = 0;
-    return timeval{static_cast<time_t>(usec / 1000000), static_cast<suseconds_t>(usec % 1000000)};
-}
-
 // Read and write interest are separate events, so each callback knows its
 // one event type: no poll-flag translation on the per-message path.
 void on_read(evutil_socket_t fd, short, void* arg) {

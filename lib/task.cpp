@@ -13,12 +13,6 @@ namespace asyncore {
 namespace detail {
 namespace {
 
-timeval to_timeval(Duration d) {
-    auto usec = std::chrono::duration_cast<std::chrono::microseconds>(d).count();
-    if (usec < 0) usec = 0;
-    return timeval{static_cast<time_t>(usec / 1000000), static_cast<suseconds_t>(usec % 1000000)};
-}
-
 // The lowest address of the calling thread's stack, or null if unknown.
 char* stack_low() noexcept {
     pthread_attr_t attr;

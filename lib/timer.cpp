@@ -24,11 +24,6 @@ void on_timer(evutil_socket_t, short, void* arg) {
     core->guarded("call_later callback", fn);
 }
 
-timeval to_timeval(Duration d) {
-    auto usec = std::chrono::duration_cast<std::chrono::microseconds>(d).count();
-    return timeval{static_cast<time_t>(usec / 1000000), static_cast<suseconds_t>(usec % 1000000)};
-}
-
 void check_delay(Duration d) {
     if (d < Duration::zero()) throw std::invalid_argument("call_later: negative delay");
 }

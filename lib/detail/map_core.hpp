@@ -151,6 +151,13 @@ struct MapCore {
     std::exception_ptr exit_request;  ///< an ExitNow caught in a callback, rethrown by run_pass()
 };
 
+/// A libevent timeout from a duration; negative durations are zero.
+inline timeval to_timeval(Duration d) noexcept {
+    auto usec = std::chrono::duration_cast<std::chrono::microseconds>(d).count();
+    if (usec < 0) usec = 0;
+    return timeval{static_cast<time_t>(usec / 1000000), static_cast<suseconds_t>(usec % 1000000)};
+}
+
 /// The map a dispatcher or task belongs to, as the library sees it.
 inline MapCore& core_of(ChannelMap& m) noexcept {
     return m.core();

@@ -214,18 +214,6 @@ Task<void> serve_logged(AsyncSocket conn, const Config& cfg) {
     }
 }
 
-Task<void> accept_loop(AsyncSocket& listener, sample::Server& server, const Config& cfg) {
-    while (!server.stopping()) {
-        try {
-            auto [conn, addr] = co_await listener.accept();
-            server.track(asyncore::spawn(serve_logged(std::move(conn), cfg)));
-        } catch (const std::system_error& e) {
-            if (server.stopping()) break;
-            std::fprintf(stderr, "accept: %s\n", e.what());
-        }
-    }
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -236,7 +224,10 @@ int main(int argc, char** argv) {
     AsyncSocket listener = sample::listen_from(opts);
     sample::Server server(listener);
     asyncore::spawn(server.stop_on_signal());
-    asyncore::spawn(accept_loop(listener, server, cfg));
+    auto handler = [&cfg](AsyncSocket conn, const asyncore::Address&) {
+        return serve_logged(std::move(conn), cfg);
+    };
+    asyncore::spawn(sample::accept_loop(listener, server, handler));
     asyncore::loop();
     return 0;
 }

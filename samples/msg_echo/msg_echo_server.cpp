@@ -28,18 +28,6 @@ Task<void> echo(AsyncSocket conn, std::size_t max_message) {
     }
 }
 
-Task<void> accept_loop(AsyncSocket& listener, sample::Server& server, std::size_t max_message) {
-    while (!server.stopping()) {
-        try {
-            auto [conn, addr] = co_await listener.accept();
-            server.track(asyncore::spawn(echo(std::move(conn), max_message)));
-        } catch (const std::system_error& e) {
-            if (server.stopping()) break;
-            std::fprintf(stderr, "accept: %s\n", e.what());
-        }
-    }
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -48,7 +36,10 @@ int main(int argc, char** argv) {
     AsyncSocket listener = sample::listen_from(opts);
     sample::Server server(listener);
     asyncore::spawn(server.stop_on_signal());
-    asyncore::spawn(accept_loop(listener, server, max_message));
+    auto handler = [max_message](AsyncSocket conn, const asyncore::Address&) {
+        return echo(std::move(conn), max_message);
+    };
+    asyncore::spawn(sample::accept_loop(listener, server, handler));
     asyncore::loop();
     return 0;
 }

@@ -44,18 +44,6 @@ Task<void> echo(AsyncSocket conn, TlsContext ctx, asyncore::Address peer) {
     }
 }
 
-Task<void> accept_loop(AsyncSocket& listener, sample::Server& server, TlsContext ctx) {
-    while (!server.stopping()) {
-        try {
-            auto [conn, addr] = co_await listener.accept();
-            server.track(asyncore::spawn(echo(std::move(conn), ctx, addr)));
-        } catch (const std::system_error& e) {
-            if (server.stopping()) break;
-            std::fprintf(stderr, "accept: %s\n", e.what());
-        }
-    }
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -71,7 +59,10 @@ int main(int argc, char** argv) {
         AsyncSocket listener = sample::listen_from(opts);
         sample::Server server(listener);
         asyncore::spawn(server.stop_on_signal());
-        asyncore::spawn(accept_loop(listener, server, ctx));
+        auto handler = [ctx](AsyncSocket conn, const asyncore::Address& addr) {
+            return echo(std::move(conn), ctx, addr);
+        };
+        asyncore::spawn(sample::accept_loop(listener, server, handler));
         asyncore::loop();
     } catch (const std::exception& e) {
         std::fprintf(stderr, "tls_echo_server: %s\n", e.what());

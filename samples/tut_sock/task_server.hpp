@@ -17,6 +17,7 @@
 #include <cstring>
 #include <map>
 #include <string>
+#include <system_error>
 #include <vector>
 
 namespace sample {
@@ -92,5 +93,21 @@ class Server {
     std::vector<asyncore::TaskRef> conns_;
     bool stopping_ = false;
 };
+
+/// Accepts connections until `server` stops, running `handler(conn, addr)`
+/// (which returns a Task) as a tracked task for each. A failed accept is
+/// logged and does not stop the server: the next connection is served.
+template <class Handler>
+asyncore::Task<void> accept_loop(asyncore::AsyncSocket& listener, Server& server, Handler handler) {
+    while (!server.stopping()) {
+        try {
+            auto [conn, addr] = co_await listener.accept();
+            server.track(asyncore::spawn(handler(std::move(conn), addr)));
+        } catch (const std::system_error& e) {
+            if (server.stopping()) break;
+            std::fprintf(stderr, "accept: %s\n", e.what());
+        }
+    }
+}
 
 }  // namespace sample

@@ -29,18 +29,6 @@ Task<void> process(AsyncSocket conn, int& count) {
     ++count;
 }
 
-Task<void> accept_loop(AsyncSocket& listener, sample::Server& server, int& count) {
-    while (!server.stopping()) {
-        try {
-            auto [conn, addr] = co_await listener.accept();
-            server.track(asyncore::spawn(process(std::move(conn), count)));
-        } catch (const std::system_error& e) {
-            if (server.stopping()) break;
-            std::fprintf(stderr, "accept: %s\n", e.what());
-        }
-    }
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -49,7 +37,10 @@ int main(int argc, char** argv) {
     sample::Server server(listener);
     int count = 0;
     asyncore::spawn(server.stop_on_signal());
-    asyncore::spawn(accept_loop(listener, server, count));
+    auto handler = [&count](AsyncSocket conn, const asyncore::Address&) {
+        return process(std::move(conn), count);
+    };
+    asyncore::spawn(sample::accept_loop(listener, server, handler));
     asyncore::loop();
     std::printf("messages received: %d\n", count);
     return 0;

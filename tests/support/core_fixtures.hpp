@@ -34,7 +34,10 @@ class CaptureFd {
         saved_ = ::dup(fd_);
         ::dup2(::fileno(file_), fd_);
     }
-    ~CaptureFd() { restore(); }
+    ~CaptureFd() {
+        restore();
+        std::fclose(file_);
+    }
     CaptureFd(const CaptureFd&) = delete;
     CaptureFd& operator=(const CaptureFd&) = delete;
 

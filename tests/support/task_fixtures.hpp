@@ -12,6 +12,7 @@
 #include <string>
 
 #include "../../lib/detail/map_core.hpp"
+#include "core_fixtures.hpp"
 
 namespace test {
 
@@ -28,43 +29,8 @@ inline bool is_cancelled(std::exception_ptr e) {
 }
 
 /// Redirects stderr (fd 2) into a temporary file for its lifetime.
-class StderrCapture {
-  public:
-    StderrCapture() {
-        std::fflush(stderr);
-        file_ = std::tmpfile();
-        saved_ = ::dup(2);
-        ::dup2(::fileno(file_), 2);
-    }
-    ~StderrCapture() {
-        restore();
-        std::fclose(file_);
-    }
-    StderrCapture(const StderrCapture&) = delete;
-    StderrCapture& operator=(const StderrCapture&) = delete;
-
-    /// Everything written to stderr so far.
-    std::string text() {
-        std::fflush(stderr);
-        std::string out;
-        std::rewind(file_);
-        char buf[4096];
-        std::size_t n;
-        while ((n = std::fread(buf, 1, sizeof buf, file_)) > 0)
-            out.append(buf, n);
-        return out;
-    }
-
-  private:
-    void restore() {
-        if (saved_ < 0) return;
-        std::fflush(stderr);
-        ::dup2(saved_, 2);
-        ::close(saved_);
-        saved_ = -1;
-    }
-    std::FILE* file_ = nullptr;
-    int saved_ = -1;
+struct StderrCapture : CaptureFd {
+    StderrCapture() : CaptureFd(2) {}
 };
 
 }  // namespace test
