@@ -31,6 +31,12 @@ namespace {
 
 using Code = SocketOp::Code;
 
+// Memory per idle connection (issue 6): a plaintext socket's state must fit
+// a 128-byte malloc chunk (120 usable bytes on 64-bit glibc), and its
+// operations carry no TLS-only fields beyond one pointer.
+static_assert(sizeof(void*) != 8 || sizeof(SocketState) <= 120);
+static_assert(sizeof(void*) != 8 || sizeof(SocketOp) <= 168);
+
 bool is_write(Code c) noexcept {
     return c >= Code::send && c != Code::handshake;
 }
@@ -60,12 +66,12 @@ Io not_connected(SocketOp& op) noexcept {
 // which also notes whether it drained the socket (see read_drained).
 Io read_some(SocketOp& op, int fd, char* buf, std::size_t len, std::size_t& got) noexcept {
     SocketState& s = *op.state;
-    if (s.tls) {
-        Io io = tls_io(op, *s.tls, s.tls->read({buf, len}), got);
+    if (TlsSession* tls = s.tls()) {
+        Io io = tls_io(op, *tls, tls->read({buf, len}), got);
         s.note_tls_read(io == Io::progress && got < len);
         return io;
     }
-    if (s.tls_ctx) return not_connected(op);
+    if (s.tls_ctx() != nullptr) return not_connected(op);
     ssize_t r = ::recv(fd, buf, len, 0);
     s.note_read(r, len);
     Io io = classify(r, op);
@@ -77,8 +83,8 @@ Io read_some(SocketOp& op, int fd, char* buf, std::size_t len, std::size_t& got)
 // OpenSSL requires, because op.done moves only on progress).
 Io write_some(SocketOp& op, int fd, const char* buf, std::size_t len, std::size_t& put) noexcept {
     SocketState& s = *op.state;
-    if (s.tls) return tls_io(op, *s.tls, s.tls->write({buf, len}), put);
-    if (s.tls_ctx) return not_connected(op);
+    if (TlsSession* tls = s.tls()) return tls_io(op, *tls, tls->write({buf, len}), put);
+    if (s.tls_ctx() != nullptr) return not_connected(op);
     ssize_t r = ::send(fd, buf, len, MSG_NOSIGNAL);
     Io io = classify(r, op);
     if (io == Io::progress) put = static_cast<std::size_t>(r);
@@ -232,7 +238,7 @@ bool step_accept(SocketOp& op, int fd) noexcept {
         int c = ::accept4(fd, op.addr->native(), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (c >= 0) {
             op.addr->set_native_size(len);
-            if (op.state->tls_ctx) return start_accept_handshake(op, c);
+            if (op.state->tls_ctx() != nullptr) return start_accept_handshake(op, c);
             op.accepted = c;
             return true;
         }
@@ -258,8 +264,8 @@ bool step_send(SocketOp& op, int fd, bool all) noexcept {
 
 // Header and payload leave in one sendmsg() whenever the kernel takes both.
 bool step_send_msg(SocketOp& op, int fd) noexcept {
-    if (op.state->tls) return step_send_msg_tls(op, *op.state->tls);
-    if (op.state->tls_ctx) return not_connected(op) == Io::failed;
+    if (TlsSession* tls = op.state->tls()) return step_send_msg_tls(op, *tls);
+    if (op.state->tls_ctx() != nullptr) return not_connected(op) == Io::failed;
     std::size_t total = header_size + op.out.size();
     while (op.done < total) {
         iovec iov[2];
@@ -302,7 +308,7 @@ bool step_connect(SocketOp& op, int fd) noexcept {
     if (op.done == 0) {
         op.done = 1;
         if (::connect(fd, op.addr->native(), op.addr->native_size()) == 0) {
-            return op.state->tls_ctx ? start_connect_handshake(op) : true;
+            return op.state->tls_ctx() != nullptr ? start_connect_handshake(op) : true;
         }
         if (errno == EINPROGRESS || errno == EINTR) return false;
         op.error = errno;
@@ -312,7 +318,7 @@ bool step_connect(SocketOp& op, int fd) noexcept {
     socklen_t len = sizeof err;
     if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
     op.error = err;
-    if (err == 0 && op.state->tls_ctx) return start_connect_handshake(op);
+    if (err == 0 && op.state->tls_ctx() != nullptr) return start_connect_handshake(op);
     return true;
 }
 
@@ -371,7 +377,7 @@ IoWatch& watch_for(SocketOp& op) noexcept {
 // shutdown_tls() always has one.
 Timeout wait_timeout(const SocketOp& op) noexcept {
     const SocketState& s = *op.state;
-    if (op.handshaking && s.handshake_timeout) return s.handshake_timeout;
+    if (op.handshaking && s.handshake_timeout()) return s.handshake_timeout();
     if (op.code == Code::tls_shutdown && !s.timeout) return close_notify_wait;
     return s.timeout;
 }
@@ -386,8 +392,8 @@ bool step_waiter(IoWaiter& w) noexcept {
     auto* current = static_cast<IoWatch*>(op.watch);
     IoWatch& target = watch_for(op);
     if (&target != current) current->move_waiter(op, target);
-    if (!was_handshaking && op.handshaking && op.state->handshake_timeout) {
-        op.task->suspend(op, op.handle, op.state->handshake_timeout);
+    if (!was_handshaking && op.handshaking && op.state->handshake_timeout()) {
+        op.task->suspend(op, op.handle, op.state->handshake_timeout());
     }
     return false;
 }
@@ -476,17 +482,19 @@ bool SocketOp::suspend(TaskCore& t, std::coroutine_handle<> h) {
 }
 
 SocketState* SocketOp::io_state() const noexcept {
-    return conn ? conn.get() : state;
+    return tls && tls->conn ? tls->conn.get() : state;
 }
 
 Connection SocketOp::take_connection() {
-    if (conn) return Connection{AsyncSocket(std::unique_ptr<SocketState>(conn.release())), *addr};
+    if (tls && tls->conn) {
+        return Connection{AsyncSocket(std::unique_ptr<SocketState>(tls->conn.release())), *addr};
+    }
     return Connection{AsyncSocket(Socket(std::exchange(accepted, -1))), *addr};
 }
 
 void SocketOp::fail() {
     throw_if_failed();
-    if (!tls_reason.empty()) throw TlsError(lib_error, tls_reason);
+    if (tls && !tls->reason.empty()) throw TlsError(lib_error, tls->reason);
     if (lib_error == errc::truncated) throw TruncatedError(in ? std::move(*in) : std::string());
     if (lib_error != errc{}) throw std::system_error(make_error_code(lib_error), op_name(code));
     if (error != 0) throw_errno(error, op_name(code));
@@ -499,7 +507,7 @@ void SocketOp::run_blocking() {
     for (;;) {
         if (!was_handshaking && handshaking) {
             was_handshaking = true;
-            if (state->handshake_timeout) deadline = deadline_after(state->handshake_timeout);
+            if (state->handshake_timeout()) deadline = deadline_after(state->handshake_timeout());
         }
         pollfd p{io_state()->sock.fd(), static_cast<short>(wait_write ? POLLOUT : POLLIN), 0};
         int r = ::poll(&p, 1, poll_ms(deadline));
@@ -700,7 +708,7 @@ Task<void> AsyncSocket::connect(std::string host, std::uint16_t port) {
         addrs = co_await run_in_thread(std::move(lookup));
     }
     // A TLS client checks the certificate against the name it was asked for.
-    if (s_ && s_->tls_ctx) s_->connect_host = host;
+    if (s_ && s_->tls_ctx() != nullptr) s_->tls_fields->connect_host = host;
     std::exception_ptr last;
     for (const Address& a : addrs) {
         if (a.family() != family) continue;

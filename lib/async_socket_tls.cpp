@@ -31,12 +31,12 @@ void take_tls_error(SocketOp& op, const TlsSession& tls) noexcept {
     }
     TlsError e = tls.error();
     op.lib_error = static_cast<errc>(e.code().value());
-    op.tls_reason = e.reason();
+    op.tls_part().reason = e.reason();
 }
 
 bool fail_tls(SocketOp& op, errc code, const char* reason) noexcept {
     op.lib_error = code;
-    op.tls_reason = reason;
+    op.tls_part().reason = reason;
     return true;
 }
 
@@ -82,7 +82,7 @@ Io tls_io(SocketOp& op, const TlsSession& tls, TlsResult r, std::size_t& moved) 
 }
 
 bool step_handshake(SocketOp& op) noexcept {
-    TlsSession* tls = op.io_state()->tls.get();
+    TlsSession* tls = op.io_state()->tls();
     if (tls == nullptr) {
         op.error = EBADF;
         return true;
@@ -100,7 +100,7 @@ bool step_handshake(SocketOp& op) noexcept {
         case Io::failed:
             if (op.lib_error == errc::truncated) {
                 op.lib_error = errc::tls_error;
-                op.tls_reason = "the peer closed the connection during the TLS handshake";
+                op.tls_part().reason = "the peer closed the connection during the TLS handshake";
             }
             return true;
     }
@@ -112,10 +112,11 @@ bool start_accept_handshake(SocketOp& op, int fd) noexcept {
         auto conn = std::make_unique<SocketState>();
         conn->sock = Socket(fd);
         conn->bind_watches();
-        conn->tls_ctx = op.state->tls_ctx;
-        conn->handshake_timeout = op.state->handshake_timeout;
-        conn->tls = std::make_unique<TlsSession>(*conn->tls_ctx, fd, true, std::string());
-        op.conn.reset(conn.release());
+        TlsFields& f = conn->tls_state();
+        f.ctx = *op.state->tls_ctx();
+        f.handshake_timeout = op.state->handshake_timeout();
+        f.session = std::make_unique<TlsSession>(*f.ctx, fd, true, std::string());
+        op.tls_part().conn.reset(conn.release());
     } catch (const TlsError& e) {
         return fail_tls(op, static_cast<errc>(e.code().value()), e.reason().c_str());
     } catch (const std::bad_alloc&) {
@@ -129,10 +130,11 @@ bool start_accept_handshake(SocketOp& op, int fd) noexcept {
 bool start_connect_handshake(SocketOp& op) noexcept {
     SocketState& s = *op.state;
     try {
-        std::string name = !s.tls_host.empty()       ? s.tls_host
-                           : !s.connect_host.empty() ? s.connect_host
+        TlsFields& f = *s.tls_fields;
+        std::string name = !f.host.empty()           ? f.host
+                           : !f.connect_host.empty() ? f.connect_host
                                                      : ip_of(*op.addr);
-        s.tls = std::make_unique<TlsSession>(*s.tls_ctx, s.sock.fd(), false, name);
+        f.session = std::make_unique<TlsSession>(*f.ctx, s.sock.fd(), false, name);
     } catch (const TlsError& e) {
         return fail_tls(op, static_cast<errc>(e.code().value()), e.reason().c_str());
     } catch (const std::exception& e) {
@@ -171,7 +173,7 @@ bool step_send_msg_tls(SocketOp& op, TlsSession& tls) noexcept {
 }
 
 bool step_tls_shutdown(SocketOp& op) noexcept {
-    TlsSession* tls = op.state->tls.get();
+    TlsSession* tls = op.state->tls();
     if (tls == nullptr) return true;
     std::size_t unused = 0;
     return tls_io(op, *tls, tls->shutdown(), unused) != Io::again;
@@ -188,15 +190,18 @@ AsyncSocket::AsyncSocket(int family, int type, TlsContext ctx, std::string serve
 
 void AsyncSocket::set_tls(TlsContext ctx, std::string server_hostname) {
     if (!s_ || !s_->sock) throw_errno(EBADF, "set_tls");
-    if (s_->tls_ctx) throw std::logic_error("AsyncSocket::set_tls: TLS is already set");
+    if (s_->tls_ctx() != nullptr)
+        throw std::logic_error("AsyncSocket::set_tls: TLS is already set");
     detail::ignore_sigpipe();
-    s_->tls_ctx = std::move(ctx);
-    s_->tls_host = std::move(server_hostname);
+    detail::TlsFields& f = s_->tls_state();
+    f.ctx = std::move(ctx);
+    f.host = std::move(server_hostname);
 }
 
 SocketAwaitable<void> AsyncSocket::start_tls(TlsContext ctx, std::string server_hostname) {
     if (!s_ || !s_->sock) throw_errno(EBADF, "start_tls");
-    if (s_->tls) throw std::logic_error("AsyncSocket::start_tls: TLS is already started");
+    if (s_->tls() != nullptr)
+        throw std::logic_error("AsyncSocket::start_tls: TLS is already started");
     if (s_->reading || s_->writing) {
         throw std::system_error(make_error_code(errc::busy), "start_tls while I/O is pending");
     }
@@ -204,9 +209,10 @@ SocketAwaitable<void> AsyncSocket::start_tls(TlsContext ctx, std::string server_
     bool server = ctx.server_side();
     std::string name = server_hostname;
     if (name.empty() && !server) name = detail::ip_of(peer_address());
-    s_->tls = std::make_unique<detail::TlsSession>(ctx, s_->sock.fd(), server, name);
-    s_->tls_ctx = std::move(ctx);
-    s_->tls_host = std::move(server_hostname);
+    detail::TlsFields& f = s_->tls_state();
+    f.session = std::make_unique<detail::TlsSession>(ctx, s_->sock.fd(), server, name);
+    f.ctx = std::move(ctx);
+    f.host = std::move(server_hostname);
     s_->ahead_begin = s_->ahead_end = 0;
     s_->read_drained = false;
     return SocketAwaitable<void>(s_.get(), SocketOp::Code::handshake);
@@ -216,24 +222,24 @@ SocketAwaitable<void> AsyncSocket::shutdown_tls() {
     return SocketAwaitable<void>(s_.get(), SocketOp::Code::tls_shutdown);
 }
 
-void AsyncSocket::set_handshake_timeout(Timeout timeout) noexcept {
-    if (s_) s_->handshake_timeout = timeout;
+void AsyncSocket::set_handshake_timeout(Timeout timeout) {
+    if (s_) s_->tls_state().handshake_timeout = timeout;
 }
 
 Timeout AsyncSocket::handshake_timeout() const noexcept {
-    return s_ ? s_->handshake_timeout : std::nullopt;
+    return s_ ? s_->handshake_timeout() : std::nullopt;
 }
 
 bool AsyncSocket::tls_established() const noexcept {
-    return s_ && s_->tls && s_->tls->established();
+    return s_ && s_->tls() != nullptr && s_->tls()->established();
 }
 
 std::string AsyncSocket::tls_version() const {
-    return tls_established() ? s_->tls->protocol_version() : std::string();
+    return tls_established() ? s_->tls()->protocol_version() : std::string();
 }
 
 std::string AsyncSocket::alpn_protocol() const {
-    return tls_established() ? s_->tls->alpn_protocol() : std::string();
+    return tls_established() ? s_->tls()->alpn_protocol() : std::string();
 }
 
 }  // namespace asyncore

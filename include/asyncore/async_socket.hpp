@@ -223,10 +223,19 @@ struct SocketOp : IoWaiter {
     std::uint8_t header_done = 0;
     bool wait_write = false;   ///< the readiness the next wait needs
     bool handshaking = false;  ///< in a TLS handshake
-    /// Non-empty after a TLS failure: finish() throws TlsError(lib_error, tls_reason).
-    std::string tls_reason;
-    /// accept() over TLS: the connection while it handshakes.
-    std::unique_ptr<SocketState, SocketStateDeleter> conn;
+    /// What only a TLS operation needs, allocated on first use so that the
+    /// awaitables of plaintext operations, in coroutine frames, stay small.
+    struct TlsPart {
+        /// Non-empty after a TLS failure: finish() throws TlsError(lib_error, reason).
+        std::string reason;
+        /// accept() over TLS: the connection while it handshakes.
+        std::unique_ptr<SocketState, SocketStateDeleter> conn;
+    };
+    std::unique_ptr<TlsPart> tls;
+    TlsPart& tls_part() {
+        if (!tls) tls = std::make_unique<TlsPart>();
+        return *tls;
+    }
 };
 
 /// The address storage of the operations that have one (accept, recvfrom,
@@ -373,7 +382,8 @@ class AsyncSocket {
     /// nothing without an established TLS session.
     SocketAwaitable<void> shutdown_tls();
     /// The bound on each TLS handshake (nullopt: only settimeout()).
-    void set_handshake_timeout(Timeout timeout) noexcept;
+    /// Throws std::bad_alloc.
+    void set_handshake_timeout(Timeout timeout);
     Timeout handshake_timeout() const noexcept;
     /// True once a TLS handshake completed on this socket, until close().
     bool tls_established() const noexcept;

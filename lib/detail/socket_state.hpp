@@ -21,13 +21,24 @@
 
 namespace asyncore::detail {
 
+// What only a TLS socket needs, allocated by set_tls()/start_tls() (or
+// set_handshake_timeout()), so that a plaintext socket pays one pointer
+// and its SocketState fits a 128-byte allocation.
+struct TlsFields {
+    // The context from set_tls()/start_tls(), the names a client verifies
+    // (given to set_tls(), or the host of connect(host, port)), and the
+    // session once a handshake has started.
+    std::optional<TlsContext> ctx;
+    std::string host;
+    std::string connect_host;
+    std::unique_ptr<TlsSession> session;
+    Timeout handshake_timeout = default_handshake_timeout;
+
+    static constexpr std::chrono::seconds default_handshake_timeout{60};
+};
+
 struct SocketState {
     Socket sock;  // first: destroyed last, after everything using the descriptor
-    IoWatch read_watch;
-    IoWatch write_watch;
-    Timeout timeout;
-    Timeout handshake_timeout = std::chrono::seconds(60);
-    std::size_t max_message = std::size_t{64} << 20;
     bool reading = false;
     bool writing = false;
     // A stream socket whose last read came back short had nothing more to
@@ -38,14 +49,11 @@ struct SocketState {
     // holds are readable without any readiness, so they rule the wait out.
     bool read_drained = false;
     std::int8_t stream = -1;  ///< SOCK_STREAM? -1 until first needed
-
-    // TLS: the context from set_tls()/start_tls(), the names a client
-    // verifies (given to set_tls(), or the host of connect(host, port)),
-    // and the session once a handshake has started.
-    std::optional<TlsContext> tls_ctx;
-    std::string tls_host;
-    std::string connect_host;
-    std::unique_ptr<TlsSession> tls;
+    IoWatch read_watch;
+    IoWatch write_watch;
+    Timeout timeout;
+    std::size_t max_message = std::size_t{64} << 20;
+    std::unique_ptr<TlsFields> tls_fields;  ///< null until TLS is asked for
 
     // recv_msg reads up to `ahead_size` bytes at once, so that a small
     // message and its header cost one recv(), not two. Bytes past the
@@ -65,11 +73,26 @@ struct SocketState {
         return k;
     }
 
+    /// The TLS session, once a handshake has started.
+    TlsSession* tls() const noexcept { return tls_fields ? tls_fields->session.get() : nullptr; }
+    /// The context from set_tls()/start_tls(): this socket speaks TLS.
+    const TlsContext* tls_ctx() const noexcept {
+        return tls_fields && tls_fields->ctx ? &*tls_fields->ctx : nullptr;
+    }
+    /// The TLS fields, allocated on first use.
+    TlsFields& tls_state() {
+        if (!tls_fields) tls_fields = std::make_unique<TlsFields>();
+        return *tls_fields;
+    }
+    Timeout handshake_timeout() const noexcept {
+        return tls_fields ? tls_fields->handshake_timeout : TlsFields::default_handshake_timeout;
+    }
+
     void note_read(ssize_t r, std::size_t asked) noexcept {
         read_drained = r >= 0 && static_cast<std::size_t>(r) < asked && is_stream();
     }
     void note_tls_read(bool short_read) noexcept {
-        read_drained = short_read && !tls->has_buffered_input();
+        read_drained = short_read && !tls()->has_buffered_input();
     }
     bool is_stream() noexcept {
         if (stream < 0) {
@@ -85,8 +108,9 @@ struct SocketState {
     /// over TLS, inside OpenSSL. A socket given a context but not through
     /// its handshake never waits: its reads fail at once (ENOTCONN).
     bool read_drained_now() const noexcept {
+        const TlsSession* session = tls();
         return read_drained && ahead_len() == 0 &&
-               (!tls_ctx || (tls && !tls->has_buffered_input()));
+               (tls_ctx() == nullptr || (session != nullptr && !session->has_buffered_input()));
     }
 
     void bind_watches() noexcept {
@@ -105,9 +129,9 @@ struct SocketState {
             static_cast<SocketOp*>(waiter)->error = EBADF;
             waiter->task->complete(*waiter);
         }
-        if (tls) {
-            tls->shutdown();  // one attempt at close_notify; never waits
-            tls.reset();
+        if (TlsSession* session = tls()) {
+            session->shutdown();  // one attempt at close_notify; never waits
+            tls_fields->session.reset();
         }
         sock.reset();
         read_drained = false;
@@ -124,7 +148,7 @@ enum class Io { progress, again, eof, failed };
 Io tls_io(SocketOp& op, const TlsSession& tls, TlsResult r, std::size_t& moved) noexcept;
 /// One handshake step on op.io_state()'s session.
 bool step_handshake(SocketOp& op) noexcept;
-/// accept() over TLS, once the listener gave `fd`: sets up op.conn and
+/// accept() over TLS, once the listener gave `fd`: sets up op.tls->conn and
 /// starts its server-side handshake.
 bool start_accept_handshake(SocketOp& op, int fd) noexcept;
 /// connect() over TLS, once the TCP connection is up.
