@@ -29,3 +29,19 @@ start_server() {
     fi
     port=${addr##*:}
 }
+
+# make_demo_pki DIR: a throwaway CA (DIR/ca.pem) and a certificate for
+# localhost and 127.0.0.1 signed by it (DIR/server.pem, DIR/server.key),
+# valid for one day. Uses the openssl command; prints nothing on success.
+make_demo_pki() {
+    (
+        cd "$1"
+        local ec=(-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes)
+        openssl req -x509 "${ec[@]}" -keyout ca.key -out ca.pem -days 1 -subj "/CN=demo CA" \
+            -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign
+        openssl req "${ec[@]}" -keyout server.key -out server.csr -subj /CN=localhost
+        printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >ext.cnf
+        openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 \
+            -extfile ext.cnf -out server.pem
+    ) >/dev/null 2>&1
+}

@@ -3,6 +3,7 @@
 # for about two seconds; prints what each of them saw. Then the same over
 # TLS (chat_server --tls, chat_client --tls --cafile) with a throwaway CA.
 set -euo pipefail
+. "$(dirname "$0")/../demo_lib.sh"
 build=$(cd "${1:?usage: demo.sh BUILD_DIR}" && pwd)
 bin="$build/samples/chat"
 out=$(mktemp -d)
@@ -44,16 +45,7 @@ kill -TERM "$server_pid"
 wait "$server_pid" && echo "chat_server exited 0 on SIGTERM"
 server_pid=
 
-(
-    cd "$out"
-    ec=(-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes)
-    openssl req -x509 "${ec[@]}" -keyout ca.key -out ca.pem -days 1 -subj "/CN=demo CA" \
-        -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign
-    openssl req "${ec[@]}" -keyout server.key -out server.csr -subj /CN=localhost
-    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >ext.cnf
-    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 \
-        -extfile ext.cnf -out server.pem
-) >/dev/null 2>&1
+make_demo_pki "$out"
 start_server --tls --cert "$out/server.pem" --key "$out/server.key"
 echo
 echo "chat_server --tls listening on 127.0.0.1:$port (a throwaway CA in ca.pem)"

@@ -2,22 +2,14 @@
 # smtp_server: start it with a throwaway certificate, send one message with
 # Python's smtplib over STARTTLS, show the mbox.
 set -euo pipefail
+. "$(dirname "$0")/../demo_lib.sh"
 build=${1:?usage: demo.sh BUILD_DIR}
 dir=$(mktemp -d)
 out="$dir/stdout"
 pid=
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$dir"' EXIT
 
-(
-    cd "$dir"
-    ec=(-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes)
-    openssl req -x509 "${ec[@]}" -keyout ca.key -out ca.pem -days 1 -subj "/CN=demo CA" \
-        -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign
-    openssl req "${ec[@]}" -keyout server.key -out server.csr -subj /CN=localhost
-    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >ext.cnf
-    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 \
-        -extfile ext.cnf -out server.pem
-) >/dev/null 2>&1
+make_demo_pki "$dir"
 "$build/samples/smtp/smtp_server" --port 0 --mbox "$dir/demo.mbox" \
     --cert "$dir/server.pem" --key "$dir/server.key" >"$out" &
 pid=$!

@@ -2,6 +2,7 @@
 # Demo: tls_echo_server with a throwaway CA, and `openssl s_client` verifying
 # it and getting two lines echoed. Gets the build directory as $1.
 set -euo pipefail
+. "$(dirname "$0")/../demo_lib.sh"
 build=$(cd "$1" && pwd)
 dir=$(mktemp -d)
 server_pid=""
@@ -12,13 +13,7 @@ cleanup() {
 trap cleanup EXIT
 
 cd "$dir"
-ec=(-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes)
-openssl req -x509 "${ec[@]}" -keyout ca.key -out ca.pem -days 1 -subj "/CN=demo CA" \
-    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign 2>/dev/null
-openssl req "${ec[@]}" -keyout server.key -out server.csr -subj /CN=localhost 2>/dev/null
-printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >ext.cnf
-openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 \
-    -extfile ext.cnf -out server.pem 2>/dev/null
+make_demo_pki "$dir"
 echo "made a throwaway CA and a certificate for localhost/127.0.0.1 in $dir"
 
 "$build/samples/tls_echo/tls_echo_server" --cert server.pem --key server.key --port 0 >out.txt &
