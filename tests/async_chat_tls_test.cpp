@@ -24,13 +24,8 @@ using namespace asyncore;
 
 namespace {
 
-TlsContext server_ctx() {
-    return TlsContext::server(test::tls_files().server_cert, test::tls_files().server_key);
-}
-
-TlsContext client_ctx() {
-    return TlsContext::client(test::tls_files().ca_cert);
-}
+using test::client_ctx;
+using test::server_ctx;
 
 /// A record as its receiver saw it: the text, and whether TLS carried it.
 struct Record {

@@ -31,30 +31,12 @@ using namespace asyncore;
 
 namespace {
 
-const test::TlsFiles& pki() {
-    return test::tls_files();
-}
-
-TlsContext server_ctx() {
-    return TlsContext::server(pki().server_cert, pki().server_key);
-}
-
-TlsContext client_ctx() {
-    return TlsContext::client(pki().ca_cert);
-}
+using test::client_ctx;
+using test::contains;
+using test::server_ctx;
 
 std::string payload(std::size_t n) {
-    std::string s(n, '\0');
-    unsigned x = 4711;
-    for (char& c : s) {
-        x = x * 1103515245u + 12345u;
-        c = static_cast<char>(x >> 16);
-    }
-    return s;
-}
-
-bool contains(const std::string& haystack, const std::string& needle) {
-    return haystack.find(needle) != std::string::npos;
+    return test::random_bytes(n, 4711);
 }
 
 /// What an operation threw: its code, and TlsError's reason (or what()).
@@ -288,7 +270,7 @@ TEST_SUITE("tls") {
         struct Case {
             std::string cert, key, host, reason;
         };
-        const auto& f = pki();
+        const auto& f = test::tls_files();
         std::vector<Case> cases = {
             {f.wrong_host_cert, f.wrong_host_key, "localhost", "hostname mismatch"},
             {f.wrong_host_cert, f.wrong_host_key, "", "IP address mismatch"},  // 127.0.0.1
@@ -324,7 +306,7 @@ TEST_SUITE("tls") {
 
     TEST_CASE(
         "AsyncSocket: client certificates are required and checked when the server names a CA") {
-        const auto& f = pki();
+        const auto& f = test::tls_files();
         auto server_with_ca = TlsContext::server(f.server_cert, f.server_key, f.ca_cert);
         struct Case {
             const char* name;

@@ -109,30 +109,12 @@ class EchoServer : public Dispatcher {
     bool tls_server_;
 };
 
-const test::TlsFiles& pki() {
-    return test::tls_files();
-}
-
-TlsContext server_ctx() {
-    return TlsContext::server(pki().server_cert, pki().server_key);
-}
-
-TlsContext client_ctx() {
-    return TlsContext::client(pki().ca_cert);
-}
+using test::client_ctx;
+using test::contains;
+using test::server_ctx;
 
 std::string payload(std::size_t n) {
-    std::string s(n, '\0');
-    unsigned x = 12345;
-    for (char& c : s) {
-        x = x * 1103515245u + 12345u;
-        c = static_cast<char>(x >> 16);
-    }
-    return s;
-}
-
-bool contains(const std::string& haystack, const std::string& needle) {
-    return haystack.find(needle) != std::string::npos;
+    return test::random_bytes(n, 12345);
 }
 
 /// A connected pair with TLS started on both ends; the server end uses
@@ -213,7 +195,7 @@ TEST_SUITE("tls") {
         struct Case {
             std::string cert, key, host, reason;
         };
-        const auto& f = pki();
+        const auto& f = test::tls_files();
         std::vector<Case> cases = {
             {f.wrong_host_cert, f.wrong_host_key, "localhost", "hostname mismatch"},
             {f.wrong_host_cert, f.wrong_host_key, "127.0.0.1", "IP address mismatch"},
@@ -244,8 +226,10 @@ TEST_SUITE("tls") {
         auto insecure = TlsContext::client_insecure_no_verify();
         CHECK(insecure.verify() == TlsContext::Verify::none_insecure);
         CHECK(client_ctx().verify() == TlsContext::Verify::peer);
-        TlsPair p(map, TlsContext::server(pki().self_signed_cert, pki().self_signed_key), insecure,
-                  "anything.invalid");
+        TlsPair p(map,
+                  TlsContext::server(test::tls_files().self_signed_cert,
+                                     test::tls_files().self_signed_key),
+                  insecure, "anything.invalid");
         REQUIRE(test::run_until(map, [&] { return p.cli_log.established == 1; }));
         CHECK(p.cli_log.reasons.empty());
     }
@@ -261,7 +245,7 @@ TEST_SUITE("tls") {
     }
 
     TEST_CASE("client certificates are required and checked when the server names a CA") {
-        const auto& f = pki();
+        const auto& f = test::tls_files();
         auto server = TlsContext::server(f.server_cert, f.server_key, f.ca_cert);
         CHECK(server.verify() == TlsContext::Verify::peer);
 
@@ -473,7 +457,7 @@ TEST_SUITE("tls") {
     }
 
     TEST_CASE("loading bad certificate files throws TlsError naming the file") {
-        const auto& f = pki();
+        const auto& f = test::tls_files();
         try {
             TlsContext::server(f.dir + "/missing.pem", f.server_key);
             FAIL("no exception");
