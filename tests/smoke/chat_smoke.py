@@ -7,64 +7,13 @@ Every wait is bounded; the server listens on an ephemeral port.
 """
 import os
 import re
-import selectors
 import signal
 import socket
 import subprocess
 import sys
 import threading
-import time
 
-TIMEOUT = 10.0
-WELCOME = re.compile(r"^\* welcome, you are (guest\d+) \(/nick NAME to rename, /quit to leave\)$")
-
-
-class Lines:
-    """Reads lines from a descriptor with a deadline on every wait."""
-
-    def __init__(self, read, fileobj):
-        self._read = read
-        self._sel = selectors.DefaultSelector()
-        self._sel.register(fileobj, selectors.EVENT_READ)
-        self._buf = b""
-        self.eof = False
-
-    def _fill(self, deadline):
-        left = deadline - time.monotonic()
-        if left <= 0 or not self._sel.select(left):
-            raise TimeoutError("no data within %.0f s" % TIMEOUT)
-        try:
-            data = self._read()
-        except ConnectionResetError:
-            data = b""
-        if not data:
-            self.eof = True
-        self._buf += data
-
-    def line(self, timeout=TIMEOUT):
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self._buf:
-            if self.eof:
-                raise EOFError("closed; pending %r" % self._buf)
-            self._fill(deadline)
-        line, self._buf = self._buf.split(b"\n", 1)
-        return line.decode()
-
-    def wait_eof(self, timeout=TIMEOUT):
-        deadline = time.monotonic() + timeout
-        while not self.eof:
-            self._fill(deadline)
-        return self._buf
-
-    def nothing_pending(self, wait=0.2):
-        """True if no line arrives within `wait` seconds."""
-        if b"\n" in self._buf:
-            return False
-        try:
-            self._fill(time.monotonic() + wait)
-        except TimeoutError:
-            return True
-        return b"\n" not in self._buf
+from chat_common import TIMEOUT, WELCOME, Lines
 
 
 class Client:
