@@ -30,6 +30,8 @@
 
 #include "signals.hpp"
 
+#include "../common/command_line.hpp"
+
 namespace {
 
 class Connection : public asyncore::AsyncChat {
@@ -99,31 +101,16 @@ struct Options {
 };
 
 Options parse(int argc, char** argv) {
+    sample::CommandLine cl(argc, argv,
+                           "usage: chat_client [--host HOST] --port PORT [--tls [--cafile FILE]]",
+                           {"host", "port", "cafile"}, {"tls"});
     Options o;
-    for (int i = 1; i < argc; ++i) {
-        std::string_view a = argv[i];
-        if (a == "--host" && i + 1 < argc) {
-            o.host = argv[++i];
-        } else if (a == "--port" && i + 1 < argc) {
-            o.port = std::atoi(argv[++i]);
-        } else if (a == "--tls") {
-            o.tls = true;
-        } else if (a == "--cafile" && i + 1 < argc) {
-            o.cafile = argv[++i];
-        } else {
-            std::fprintf(stderr, "usage: %s [--host HOST] --port PORT [--tls [--cafile FILE]]\n",
-                         argv[0]);
-            std::exit(2);
-        }
-    }
-    if (o.port <= 0) {
-        std::fprintf(stderr, "chat_client: --port is required\n");
-        std::exit(2);
-    }
-    if (!o.cafile.empty() && !o.tls) {
-        std::fprintf(stderr, "chat_client: --cafile needs --tls\n");
-        std::exit(2);
-    }
+    o.host = cl.get("host", o.host);
+    o.port = static_cast<int>(cl.number("port", 0));
+    o.tls = cl.flag("tls");
+    o.cafile = cl.get("cafile");
+    if (o.port <= 0) cl.usage("chat_client: --port is required");
+    if (!o.cafile.empty() && !o.tls) cl.usage("chat_client: --cafile needs --tls");
     return o;
 }
 

@@ -28,6 +28,8 @@
 
 #include "signals.hpp"
 
+#include "../common/command_line.hpp"
+
 namespace {
 
 constexpr std::size_t max_line = 4096;
@@ -181,30 +183,18 @@ struct Options {
     std::string cert, key;
 };
 
-const char* const usage = "usage: %s [--host HOST] [--port PORT] [--tls --cert FILE --key FILE]\n";
-
 Options parse(int argc, char** argv) {
+    sample::CommandLine cl(
+        argc, argv, "usage: chat_server [--host HOST] [--port PORT] [--tls --cert FILE --key FILE]",
+        {"host", "port", "cert", "key"}, {"tls"});
     Options o;
-    for (int i = 1; i < argc; ++i) {
-        std::string_view a = argv[i];
-        if (a == "--host" && i + 1 < argc) {
-            o.host = argv[++i];
-        } else if (a == "--port" && i + 1 < argc) {
-            o.port = std::atoi(argv[++i]);
-        } else if (a == "--tls") {
-            o.tls = true;
-        } else if (a == "--cert" && i + 1 < argc) {
-            o.cert = argv[++i];
-        } else if (a == "--key" && i + 1 < argc) {
-            o.key = argv[++i];
-        } else {
-            std::fprintf(stderr, usage, argv[0]);
-            std::exit(2);
-        }
-    }
+    o.host = cl.get("host", o.host);
+    o.port = static_cast<int>(cl.number("port", 0));
+    o.tls = cl.flag("tls");
+    o.cert = cl.get("cert");
+    o.key = cl.get("key");
     if (o.tls != !o.cert.empty() || o.cert.empty() != o.key.empty()) {
-        std::fprintf(stderr, "chat_server: --tls needs --cert and --key (and they need --tls)\n");
-        std::exit(2);
+        cl.usage("chat_server: --tls needs --cert and --key (and they need --tls)");
     }
     return o;
 }

@@ -20,6 +20,8 @@
 #include <string_view>
 #include <vector>
 
+#include "../common/command_line.hpp"
+
 namespace {
 
 struct Options {
@@ -99,36 +101,19 @@ class EchoClient : public asyncore::DispatcherWithSend {
     long got_ = 0;
 };
 
-[[noreturn]] void usage() {
-    std::fprintf(stderr,
-                 "usage: echo_client [--host ADDR] --port N [--conns N] [--messages M] "
-                 "[--size S] [--timeout SECONDS]\n");
-    std::exit(2);
-}
-
 Options parse(int argc, char** argv) {
+    sample::CommandLine cl(argc, argv,
+                           "usage: echo_client [--host ADDR] --port N [--conns N] [--messages M] "
+                           "[--size S] [--timeout SECONDS]",
+                           {"host", "port", "conns", "messages", "size", "timeout"});
     Options o;
-    for (int i = 1; i < argc; ++i) {
-        std::string_view a = argv[i];
-        if (i + 1 >= argc) usage();
-        const char* v = argv[++i];
-        if (a == "--host") {
-            o.host = v;
-        } else if (a == "--port") {
-            o.port = static_cast<unsigned>(std::strtoul(v, nullptr, 10));
-        } else if (a == "--conns") {
-            o.conns = std::strtol(v, nullptr, 10);
-        } else if (a == "--messages") {
-            o.messages = std::strtol(v, nullptr, 10);
-        } else if (a == "--size") {
-            o.size = std::strtol(v, nullptr, 10);
-        } else if (a == "--timeout") {
-            o.timeout = std::strtod(v, nullptr);
-        } else {
-            usage();
-        }
-    }
-    if (o.port == 0 || o.port > 65535 || o.conns < 1 || o.messages < 1 || o.size < 1) usage();
+    o.host = cl.get("host", o.host);
+    o.port = static_cast<unsigned>(cl.number("port", 0));
+    o.conns = cl.number("conns", o.conns);
+    o.messages = cl.number("messages", o.messages);
+    o.size = cl.number("size", o.size);
+    o.timeout = cl.real("timeout", o.timeout);
+    if (o.port == 0 || o.port > 65535 || o.conns < 1 || o.messages < 1 || o.size < 1) cl.usage();
     return o;
 }
 

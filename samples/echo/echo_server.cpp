@@ -31,6 +31,8 @@
 #include <thread>
 #include <vector>
 
+#include "../common/command_line.hpp"
+
 namespace {
 
 constexpr std::size_t high_water = 1 << 20;  // stop reading above 1 MiB queued
@@ -97,31 +99,16 @@ struct Options {
     long threads = 1;
 };
 
-[[noreturn]] void usage() {
-    std::fprintf(stderr,
-                 "usage: echo_server [--host ADDR] [--port N] [--max-fds N] [--threads N]\n");
-    std::exit(2);
-}
-
 Options parse(int argc, char** argv) {
+    sample::CommandLine cl(
+        argc, argv, "usage: echo_server [--host ADDR] [--port N] [--max-fds N] [--threads N]",
+        {"host", "port", "max-fds", "threads"});
     Options o;
-    for (int i = 1; i < argc; ++i) {
-        std::string_view a = argv[i];
-        if (i + 1 >= argc) usage();
-        const char* v = argv[++i];
-        if (a == "--host") {
-            o.host = v;
-        } else if (a == "--port") {
-            o.port = static_cast<unsigned>(std::strtoul(v, nullptr, 10));
-        } else if (a == "--max-fds") {
-            o.max_fds = std::strtol(v, nullptr, 10);
-        } else if (a == "--threads") {
-            o.threads = std::strtol(v, nullptr, 10);
-        } else {
-            usage();
-        }
-    }
-    if (o.port > 65535 || o.threads < 1 || o.threads > 256) usage();
+    o.host = cl.get("host", o.host);
+    o.port = static_cast<unsigned>(cl.number("port", 0));
+    o.max_fds = cl.number("max-fds", o.max_fds);
+    o.threads = cl.number("threads", o.threads);
+    if (o.port > 65535 || o.threads < 1 || o.threads > 256) cl.usage();
     return o;
 }
 
