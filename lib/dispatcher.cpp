@@ -172,40 +172,34 @@ void Dispatcher::pause_accepting(int err) {
 
 // The per-message paths below make one syscall and return; everything else
 // (EINTR, EAGAIN, disconnects, errors) is handled out of line.
-std::size_t Dispatcher::raw_send(const char* data, std::size_t len, bool& closed) {
-    closed = false;
-    ssize_t n = is_socket_ ? ::send(fd_, data, len, MSG_NOSIGNAL) : ::write(fd_, data, len);
-    if (n >= 0) [[likely]] {
-        return static_cast<std::size_t>(n);
-    }
-    return send_failed(data, len, closed);
-}
-
-std::size_t Dispatcher::send_failed(const char* data, std::size_t len, bool& closed) {
-    for (;;) {
-        int err = errno;
-        if (err == EAGAIN || err == EWOULDBLOCK) return 0;
-        if (is_disconnect_errno(err)) {
-            closed = true;
-            return 0;
-        }
-        if (err != EINTR) throw_errno(err, "send");
-        ssize_t n = is_socket_ ? ::send(fd_, data, len, MSG_NOSIGNAL) : ::write(fd_, data, len);
-        if (n >= 0) return static_cast<std::size_t>(n);
-    }
-}
-
 std::size_t Dispatcher::send(std::string_view data) {
     map_->core().mark_dirty(fd_);
     if (tls_) [[unlikely]] {
         return detail::DispatcherTls::send(*this, data);
     }
-    bool closed = false;
-    std::size_t n = raw_send(data.data(), data.size(), closed);
-    if (closed) [[unlikely]] {
-        handle_close();
+    ssize_t n = is_socket_ ? ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL)
+                           : ::write(fd_, data.data(), data.size());
+    if (n >= 0) [[likely]] {
+        return static_cast<std::size_t>(n);
     }
-    return n;
+    return send_failed(data);
+}
+
+// send() failed: EAGAIN is 0 bytes, a disconnect errno is handle_close(),
+// EINTR retries, anything else throws.
+std::size_t Dispatcher::send_failed(std::string_view data) {
+    for (;;) {
+        int err = errno;
+        if (err == EAGAIN || err == EWOULDBLOCK) return 0;
+        if (is_disconnect_errno(err)) {
+            handle_close();
+            return 0;
+        }
+        if (err != EINTR) throw_errno(err, "send");
+        ssize_t n = is_socket_ ? ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL)
+                               : ::write(fd_, data.data(), data.size());
+        if (n >= 0) return static_cast<std::size_t>(n);
+    }
 }
 
 std::size_t Dispatcher::recv_into(std::span<char> buffer) {

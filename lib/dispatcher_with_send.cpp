@@ -12,23 +12,19 @@ namespace {
 constexpr std::size_t max_send_chunk = 65536;
 }  // namespace
 
-void DispatcherWithSend::send(std::string_view data) {
-    if (pending() == 0 && connected() && !data.empty()) {
-        // The common case, an idle socket: send straight from the caller's
-        // memory and copy only what did not fit.
-        std::size_t sent = Dispatcher::send(data);
-        if (sent == data.size() || fileno() < 0) return;  // all sent, or the peer is gone
-        // The socket is full: trying again now would only return EAGAIN.
-        keep(data.substr(sent));
-        return;
-    }
+// The socket took only part of a send(): keep the rest, unless the peer is
+// gone (send() then called handle_close()). Trying again now would only
+// return EAGAIN.
+void DispatcherWithSend::keep_unsent(std::string_view rest) {
+    if (fileno() >= 0) keep(rest);
+}
+
+void DispatcherWithSend::queue_and_send(std::string_view data) {
     if (data.empty()) return;
     keep(data);
     initiate_send();
 }
 
-// Kept out of send() so that the common case, everything sent at once,
-// needs no registers for the buffer work.
 void DispatcherWithSend::keep(std::string_view data) {
     out_.append(data);
 }

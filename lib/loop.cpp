@@ -286,8 +286,12 @@ void MapCore::dispatch(int fd, int poll_flags) noexcept {
 }
 
 void MapCore::dispatch_io(int fd, bool read_ready) noexcept {
-    Dispatcher* d = find(fd);
-    if (d == nullptr) return;
+    // libevent calls back only for an event that is added, and remove()
+    // deletes both of a slot's events: `fd` indexes a live slot.
+    Dispatcher* d = slots[fd].channel;
+    if (d == nullptr) [[unlikely]] {
+        return;
+    }
     dispatching = fd;
     try {
         if (read_ready) {
@@ -312,10 +316,13 @@ void MapCore::dispatch_io(int fd, bool read_ready) noexcept {
 // handler in the same pass that calls this channel's methods queues it
 // again. TLS channels (whose check may queue a read for this pass) and
 // set_poll_all() maps keep the end-of-pass check.
+//
+// `slots` never shrinks, so `fd` stays in range; it may have grown (the
+// handler accepted), so the slot is looked up again after each user call.
 void MapCore::settle(int fd, Dispatcher* d) noexcept {
-    if (find(fd) != d) return;  // closed by its handler
-    if (d->tls_ || poll_all) {
-        mark_dirty(fd);
+    if (slots[fd].channel != d) return;  // closed by its handler
+    if (d->tls_ || poll_all) [[unlikely]] {
+        queue_dirty(fd);
         return;
     }
     slots[fd].dirty = false;  // an earlier entry in the dirty list is now redundant
@@ -331,6 +338,10 @@ void MapCore::settle(int fd, Dispatcher* d) noexcept {
     } catch (...) {
         route_error(*this, *d, std::current_exception());
         return;
+    }
+    const Slot& s = slots[fd];
+    if (s.want_read == want_read && s.want_write == want_write) [[likely]] {
+        return;  // the common case: nothing to register
     }
     apply_interest(fd, *d, want_read, want_write);
 }

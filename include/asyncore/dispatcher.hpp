@@ -242,8 +242,7 @@ class Dispatcher {
 
   private:
     void adopt_descriptor(Socket sock, bool is_socket);
-    std::size_t raw_send(const char* data, std::size_t len, bool& closed);
-    std::size_t send_failed(const char* data, std::size_t len, bool& closed);
+    std::size_t send_failed(std::string_view data);
     std::size_t recv_failed(std::span<char> buffer, long n);
     void pause_accepting(int err);
 

@@ -23,7 +23,18 @@ class DispatcherWithSend : public Dispatcher {
 
     /// Queues `data` behind anything already pending and tries to send now.
     /// Returns nothing: every byte is either sent or kept.
-    void send(std::string_view data);
+    void send(std::string_view data) {
+        // Inline: an echo-style handler calls this once per message. With
+        // nothing pending, send straight from the caller's memory.
+        if (pending() == 0 && connected() && !data.empty()) [[likely]] {
+            std::size_t sent = Dispatcher::send(data);
+            if (sent != data.size()) [[unlikely]] {
+                keep_unsent(data.substr(sent));
+            }
+            return;
+        }
+        queue_and_send(data);
+    }
     /// Sends from the output buffer (up to 64 KiB per call, as asyncore).
     void initiate_send();
     /// Bytes waiting in the output buffer.
@@ -35,6 +46,8 @@ class DispatcherWithSend : public Dispatcher {
     bool writable() override;
 
   private:
+    void keep_unsent(std::string_view rest);
+    void queue_and_send(std::string_view data);
     void keep(std::string_view data);
     void consume(std::size_t n) noexcept;
 
