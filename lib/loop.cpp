@@ -393,7 +393,8 @@ void MapCore::run_posted() noexcept {
 // -- The pass -----------------------------------------------------------------
 
 void MapCore::run_pass(Duration timeout, bool bounded) {
-    refresh_interest();
+    // A busy loop's passes mostly have nothing queued: test before calling.
+    if (poll_all || !dirty.empty()) refresh_interest();
     ++stats.passes;
     int flags = EVLOOP_ONCE;
     if (timeout <= Duration::zero()) {
@@ -406,7 +407,7 @@ void MapCore::run_pass(Duration timeout, bool bounded) {
         flags = EVLOOP_NONBLOCK;
     }
     event_base_loop(base, flags);
-    flush_graveyard();
+    if (!graveyard.empty() || !dead_events.empty()) flush_graveyard();
     if (exit_request) std::rethrow_exception(std::exchange(exit_request, nullptr));
 }
 
