@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Side-by-side echo benchmarks: asyncore-cpp against raw libevent, asio,
 libevent bufferevents and Python's asyncore, then resp_server against
-redis-server, then memory per idle connection.
+redis-server, then how echo_server and resp_server scale with --threads N,
+then memory per idle connection and per suspended Task.
 
     python3 tests/bench/run.py --build build/release [--only NAME[,NAME]]
         [--rounds R] [--duration S] [--quick]
 
 Every contender runs the same loads, interleaved round by round, with the
-server pinned to one core and the load generator to the other. Each
+server pinned to one core and the load generator to the other (except
+the scaling runs on a machine too small to pin them apart). Each
 measurement starts a fresh server. Traffic goes to 127.0.0.1 only; every
 child process is killed on exit and every wait has a deadline.
 
@@ -15,6 +17,8 @@ See README.md beside this file for what each row measures and its caveats.
 """
 
 import argparse
+import contextlib
+import copy
 import json
 import os
 import re
@@ -64,11 +68,12 @@ class Contender:
     binaries: tuple = ()  # candidate paths relative to the build directory
     script: str = ""  # a Python server beside this file
     about: str = ""
+    args: tuple = ()  # extra options, e.g. ("--threads", "2")
 
     def command(self, build, python):
         if self.script:
-            return [python, "-W", "ignore", os.path.join(HERE, self.script)]
-        return [find_binary(build, self.binaries)]
+            return [python, "-W", "ignore", os.path.join(HERE, self.script)] + list(self.args)
+        return [find_binary(build, self.binaries)] + list(self.args)
 
     def missing(self, build, python):
         """Why this contender cannot run, or None."""
@@ -103,6 +108,7 @@ class Load:
     pipeline: int
     idle: int = 0
     settle: float = 0.0  # extra warm-up, seconds
+    threads: int = 1  # load generator threads
 
 
 def make_loads(idle):
@@ -288,7 +294,7 @@ def loadgen_argv(cfg, port, load, duration, warmup):
     return [os.path.join(cfg.build, "tests/bench/loadgen"), "--host", HOST, "--port", str(port),
             "--conns", str(load.conns), "--size", str(load.size), "--pipeline",
             str(load.pipeline), "--idle", str(load.idle), "--duration", str(duration),
-            "--warmup", str(warmup), "--connect-timeout", "30"]
+            "--warmup", str(warmup), "--connect-timeout", "30", "--threads", str(load.threads)]
 
 
 def run_loadgen(argv, cpu, server_pid, timeout):
@@ -365,12 +371,15 @@ class Row:
     failures: list = field(default_factory=list)
 
 
-def measure(cfg, contender, load, logdir):
+def measure(cfg, contender, load, logdir, cpus=None):
+    """One fresh server under one load. cpus: (server, client) CPU lists for
+    taskset, by default the pinned pair (cfg.server_cpu, cfg.client_cpu)."""
+    server_cpu, client_cpu = cpus or (cfg.server_cpu, cfg.client_cpu)
     cmd = contender.command(cfg.build, cfg.python)
-    with Server(cmd, cfg.server_cpu, logdir, contender.name) as server:
+    with Server(cmd, server_cpu, logdir, contender.name) as server:
         warmup = cfg.warmup + load.settle
         argv = loadgen_argv(cfg, server.port, load, cfg.duration, warmup)
-        result, (user, system) = run_loadgen(argv, cfg.client_cpu, server.pid,
+        result, (user, system) = run_loadgen(argv, client_cpu, server.pid,
                                              timeout=cfg.duration + warmup + 90)
     if result["msgs"] == 0:
         raise BenchError("no message was echoed in the measured window")
@@ -378,30 +387,33 @@ def measure(cfg, contender, load, logdir):
                   result["other_cpu"])
 
 
-def prime(cfg, contender, logdir):
+def prime(cfg, contender, logdir, cpus=None):
     """One unrecorded run first: a virtual CPU that has been idle runs the
     first second of load markedly slower, which would penalise whichever
     contender happens to go first."""
     progress("priming the machine")
     try:
-        measure(cfg, contender, Load("prime", "prime", 50, 64, 1), logdir)
+        measure(cfg, contender, Load("prime", "prime", 50, 64, 1), logdir, cpus)
     except BenchError as e:
         NOTES.add(f"priming run failed: {e}")
 
 
-def throughput_section(cfg, contenders, loads, logdir):
+def throughput_section(cfg, contenders, loads, logdir, rounds=None, cpus=None):
+    """rows[(contender, load key)] over interleaved rounds (cfg.rounds by
+    default); cpus as for measure()."""
+    rounds = rounds or cfg.rounds
     rows = {(c.name, l.key): Row() for c in contenders for l in loads}
-    prime(cfg, contenders[0], logdir)
-    for rnd in range(cfg.rounds):
+    prime(cfg, contenders[0], logdir, cpus)
+    for rnd in range(rounds):
         # Rotating the order each round spreads any drift (thermal, page
         # cache, a noisy neighbour) evenly over the contenders.
         order = contenders[rnd % len(contenders):] + contenders[:rnd % len(contenders)]
         for load in loads:
             for c in order:
-                progress(f"round {rnd + 1}/{cfg.rounds}: {c.name:<17} {load.label}")
+                progress(f"round {rnd + 1}/{rounds}: {c.name:<17} {load.label}")
                 row = rows[(c.name, load.key)]
                 try:
-                    row.samples[rnd] = measure(cfg, c, load, logdir)
+                    row.samples[rnd] = measure(cfg, c, load, logdir, cpus)
                 except BenchError as e:
                     row.failures.append(f"round {rnd + 1}: {e}")
     progress("")
@@ -502,10 +514,13 @@ def accepts(port):
 REQUESTS = re.compile(r"^([A-Z_]+): ([\d.]+) requests per second", re.M)
 
 
-def redis_benchmark(cfg, port, pipeline, requests):
+def redis_benchmark(port, pipeline, requests, cpu):
+    # Never with --threads: redis-benchmark 7.0's threaded mode rounds each
+    # test's elapsed time up to a timer tick (here every test of a 20,000
+    # request run "took" 0.502 s), so its requests/s are quantised.
     argv = ["redis-benchmark", "-h", HOST, "-p", str(port), "-t", "ping,set,get", "-c", "50",
             "-n", str(requests), "-P", str(pipeline), "-q"]
-    proc = spawn(argv, cfg.client_cpu, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = spawn(argv, cpu, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         out, _ = proc.communicate(timeout=60)
     except subprocess.TimeoutExpired:
@@ -525,28 +540,43 @@ def redis_section(cfg, logdir):
         return None, "resp_server not built: skipped the redis-benchmark section"
     if not (shutil.which("redis-server") and shutil.which("redis-benchmark")):
         return None, "redis-server or redis-benchmark not installed: skipped"
-    results = {}  # (server, pipeline, test) -> [requests/s per round]
     redis_proc, redis_port = start_redis(cfg, logdir)
     try:
         with Server([resp], cfg.server_cpu, logdir, "resp_server") as ours:
             targets = [("redis-server", redis_port), ("resp_server", ours.port)]
-            for rnd in range(cfg.redis_rounds):
-                for pipeline in (1, 16):
-                    n = cfg.redis_requests * (5 if pipeline > 1 else 1)
-                    for name, port in (targets if rnd % 2 == 0 else targets[::-1]):
-                        progress(f"redis round {rnd + 1}: {name} -P {pipeline}")
-                        for test, rps in redis_benchmark(cfg, port, pipeline, n).items():
-                            results.setdefault((name, pipeline, test), []).append(rps)
+            results = redis_rounds(cfg, targets, cfg.client_cpu)
     finally:
         kill(redis_proc)
         progress("")
     return results, None
 
 
-def print_redis(results):
+def redis_rounds(cfg, targets, cpu):
+    """redis-benchmark (ping, set, get at -P 1 and -P 16, 50 clients) against
+    each (name, port) of targets for cfg.redis_rounds rounds, the targets'
+    order rotating each round; the client runs on cpu.
+    Returns {(name, pipeline, test): [requests/s, one per round]}."""
+    results = {}
+    for rnd in range(cfg.redis_rounds):
+        order = targets[rnd % len(targets):] + targets[:rnd % len(targets)]
+        for pipeline in (1, 16):
+            n = cfg.redis_requests * (5 if pipeline > 1 else 1)
+            for name, port in order:
+                progress(f"redis round {rnd + 1}: {name} -P {pipeline}")
+                for test, rps in redis_benchmark(port, pipeline, n, cpu).items():
+                    results.setdefault((name, pipeline, test), []).append(rps)
+    return results
+
+
+def redis_tests(results):
+    """The tests redis-benchmark reported, in its own order."""
     known = ["PING_INLINE", "PING_MBULK", "SET", "GET"]
-    tests = sorted({t for (_, _, t) in results},
-                   key=lambda t: (known.index(t) if t in known else len(known), t))
+    return sorted({t for (_, _, t) in results},
+                  key=lambda t: (known.index(t) if t in known else len(known), t))
+
+
+def print_redis(results):
+    tests = redis_tests(results)
     print(f"{'test':<12} {'-P':>3} {'redis-server req/s':>19} {'resp_server req/s':>18} "
           f"{'ratio':>6}")
     rows = []
@@ -566,7 +596,126 @@ def print_redis(results):
 
 
 # ---------------------------------------------------------------------------
-# Section 3: memory per idle connection
+# Section 3: scaling with threads, one loop per thread (SO_REUSEPORT)
+
+
+ECHO_SERVER = next(c for c in CONTENDERS if c.name == "echo_server")
+
+
+def cpu_list(cpus):
+    return ",".join(map(str, cpus))
+
+
+def scaling_cpus(cfg, most):
+    """((server, client) taskset CPU lists, one-line note) for the scaling
+    runs. The client runs as many threads as the largest server, so pinning
+    both apart takes twice that many CPUs; with fewer, everything shares."""
+    cpus = cfg.all_cpus
+    if len(cpus) >= 2 * most:
+        server, client = cpu_list(cpus[most:]), cpu_list(cpus[:most])
+        return (server, client), f"server on CPUs {server}, load generator on CPUs {client}"
+    every = cpu_list(cpus)
+    return (every, every), (
+        f"not pinned: {most} server threads and a {most}-thread load generator would need "
+        f"{2 * most} CPUs and there are {len(cpus)}, so all share them; the load generator "
+        f"competes with the server's threads, which makes the ratios lower bounds")
+
+
+def scaling_row(server, load, unit, threads, values, ratios, failures=()):
+    return {"server": server, "load": load, "unit": unit, "values": dict(zip(threads, values)),
+            "ratios": dict(zip(threads[1:], ratios)), "failures": list(failures)}
+
+
+def scaling_echo(cfg, threads, cpus, logdir):
+    """echo_server --threads N under the ping-pong and pipelined loads,
+    through the throughput machinery: fresh server per run, interleaved
+    rounds, ratios as medians of per-round pairs."""
+    servers = [Contender(f"echo_server-t{n}", ECHO_SERVER.binaries, about=ECHO_SERVER.about,
+                         args=("--threads", str(n))) for n in threads]
+    loads = [Load(l.key, l.label, l.conns, l.size, l.pipeline, threads=max(threads))
+             for l in make_loads(0) if l.key in ("pingpong", "pipelined")]
+    short = copy.copy(cfg)
+    short.duration = cfg.scaling_duration
+    rows = throughput_section(short, servers, loads, logdir, cfg.scaling_rounds, cpus)
+    out = []
+    for l in loads:
+        per_n = [rows[(s.name, l.key)] for s in servers]
+        values = [statistics.median(x.msgs_per_s for x in r.samples.values()) if r.samples
+                  else None for r in per_n]
+        ratios = [paired_ratio(rows, (s.name, l.key), (servers[0].name, l.key))
+                  for s in servers[1:]]
+        failures = [f"--threads {n}: {f}" for n, r in zip(threads, per_n) for f in r.failures]
+        out.append(scaling_row("echo_server", l.label, "msgs/s", threads, values, ratios,
+                               failures))
+    return out
+
+
+def scaling_resp(cfg, threads, cpus, logdir, resp):
+    """resp_server --threads N under redis-benchmark, one server per N kept
+    running while the others are measured, rounds interleaved. The client
+    is single-threaded, as in the redis section (see redis_benchmark)."""
+    server_cpu, client_cpu = cpus
+    names = [f"resp_server-t{n}" for n in threads]
+    with contextlib.ExitStack() as servers:
+        targets = []
+        for n, name in zip(threads, names):
+            srv = servers.enter_context(Server([resp, "--threads", str(n)], server_cpu, logdir,
+                                               name))
+            targets.append((name, srv.port))
+        results = redis_rounds(cfg, targets, client_cpu)
+    out = []
+    for pipeline in (1, 16):
+        for test in redis_tests(results):
+            runs = [results.get((name, pipeline, test)) for name in names]
+            values = [r and statistics.median(r) for r in runs]
+            ratios = [statistics.median(o / b for o, b in zip(r, runs[0]))
+                      if r and runs[0] else None for r in runs[1:]]
+            out.append(scaling_row("resp_server", f"{test} -P {pipeline}", "req/s", threads,
+                                   values, ratios))
+    return out
+
+
+def scaling_section(cfg, logdir):
+    threads = cfg.scaling_threads
+    cpus, note = scaling_cpus(cfg, max(threads))
+    report = {"threads": threads, "note": note, "rows": [], "rounds": cfg.scaling_rounds,
+              "duration": cfg.scaling_duration}
+    if find_binary(cfg.build, ECHO_SERVER.binaries):
+        report["rows"] += scaling_echo(cfg, threads, cpus, logdir)
+    else:
+        NOTES.add("echo_server not built: no echo rows in the scaling section")
+    resp = find_binary(cfg.build, RESP_SERVER)
+    if not resp:
+        NOTES.add("resp_server not built: no redis-benchmark rows in the scaling section")
+    elif not shutil.which("redis-benchmark"):
+        NOTES.add("redis-benchmark not installed: no resp_server rows in the scaling section")
+    else:
+        try:
+            report["rows"] += scaling_resp(cfg, threads, cpus, logdir, resp)
+        except BenchError as e:
+            report["rows"].append(scaling_row("resp_server", "redis-benchmark", "req/s", threads,
+                                              [None] * len(threads), [None] * len(threads[1:]),
+                                              [str(e)]))
+    progress("")
+    return report
+
+
+def print_scaling(report):
+    threads = report["threads"]
+    print(f"scaling, --threads N, {report['rounds']} rounds x {report['duration']} s per echo "
+          f"run: {report['note']}")
+    print(f"{'server':<12} {'load':<26} {'unit':<6}"
+          + "".join(f"{f'N={n}':>11}" for n in threads)
+          + "".join(f"{f'N={n}/N={threads[0]}':>10}" for n in threads[1:]))
+    for r in report["rows"]:
+        print(f"{r['server']:<12} {r['load']:<26} {r['unit']:<6}"
+              + "".join(fmt(r["values"][n], ",.0f", 11) for n in threads)
+              + "".join(fmt(r["ratios"][n], ".2f", 10) for n in threads[1:])
+              + (f"  ({r['failures'][0]})" if r["failures"] else ""))
+
+
+# ---------------------------------------------------------------------------
+# Section 4: memory per idle connection and per suspended Task
 
 
 def settle_rss(pid, timeout=3.0):
@@ -605,7 +754,35 @@ def memory_one(cfg, contender, logdir):
         finally:
             kill(hold)
     return {"contender": contender.name, "base_rss": base_rss, "rss": rss,
-            "per_conn": (rss - base_rss) / cfg.idle}
+            "per_conn": (rss - base_rss) / cfg.idle, "held": f"{cfg.idle:,} idle connections"}
+
+
+TASK_MEMORY = ("tests/bench/task_memory",)
+TASK_MEMORY_LINE = re.compile(
+    r"^tasks (\d+) rss_before (\d+) rss_after (\d+) per_task ([\d.-]+)$", re.M)
+
+
+def task_memory_row(cfg):
+    """RSS per Task suspended in a mailbox receive, from task_memory, which
+    exits non-zero unless every task suspended and then ended as terminated."""
+    binary = find_binary(cfg.build, TASK_MEMORY)
+    if not binary:
+        NOTES.add(f"{TASK_MEMORY[0]} not built: no row for memory per suspended Task")
+        return None
+    row = {"contender": "task_memory", "held": f"{cfg.tasks:,} Tasks suspended in receive()"}
+    proc = spawn([binary, "--tasks", str(cfg.tasks)], cfg.server_cpu, stdout=subprocess.PIPE,
+                 stderr=subprocess.PIPE)
+    try:
+        out, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        return dict(row, error="task_memory still running after 60 s")
+    finally:
+        kill(proc)
+    m = TASK_MEMORY_LINE.search(out.decode(errors="replace"))
+    if proc.returncode != 0 or not m:
+        why = err.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+        return dict(row, error=f"task_memory exited with {proc.returncode}: {why[0]}")
+    return dict(row, base_rss=int(m.group(2)), rss=int(m.group(3)), per_task=float(m.group(4)))
 
 
 def memory_section(cfg, contenders, logdir):
@@ -616,19 +793,23 @@ def memory_section(cfg, contenders, logdir):
             rows.append(memory_one(cfg, c, logdir))
         except BenchError as e:
             rows.append({"contender": c.name, "error": str(e)})
+    progress(f"memory: task_memory with {cfg.tasks:,} suspended Tasks")
+    task_row = task_memory_row(cfg)
+    if task_row:
+        rows.append(task_row)
     progress("")
     return rows
 
 
-def print_memory(rows, idle):
-    print(f"{'contender':<17} {'baseline RSS':>13} {f'RSS, {idle:,} idle':>17} "
-          f"{'bytes/conn':>11}")
+def print_memory(rows):
+    print(f"{'row':<17} {'baseline RSS':>13} {'RSS holding':>13} {'bytes each':>11}  held")
     for r in rows:
         if "error" in r:
             print(f"{r['contender']:<17} {'FAILED':>13}  ({r['error']})")
             continue
-        print(f"{r['contender']:<17} {r['base_rss'] / 2**20:>10.1f} MiB "
-              f"{r['rss'] / 2**20:>13.1f} MiB {r['per_conn']:>11,.0f}")
+        each = r["per_conn"] if "per_conn" in r else r["per_task"]
+        print(f"{r['contender']:<17} {r['base_rss'] / 2**20:>9.1f} MiB "
+              f"{r['rss'] / 2**20:>9.1f} MiB {each:>11,.0f}  {r['held']}")
 
 
 # ---------------------------------------------------------------------------
@@ -676,15 +857,30 @@ def parse_args():
     p.add_argument("--only", default="", help="comma-separated contenders to run "
                    f"({BASELINE} always runs too: it is every ratio's reference)")
     p.add_argument("--load", default="", help="comma-separated loads: pingpong,pipelined,idle")
-    p.add_argument("--sections", default="throughput,redis,memory")
+    p.add_argument("--sections", default="throughput,redis,scaling,memory")
     p.add_argument("--rounds", type=int, help="interleaved rounds (default 4, --quick 2)")
     p.add_argument("--duration", type=float, help="measured seconds per run (default 1.5)")
     p.add_argument("--warmup", type=float, help="warm-up seconds per run (default 0.5)")
     p.add_argument("--idle", type=int, default=10000, help="idle connections (default 10000)")
+    p.add_argument("--tasks", type=int, default=10000,
+                   help="suspended Tasks for the memory section (default 10000)")
+    p.add_argument("--scaling-threads", default="1,2",
+                   help="server thread counts for the scaling section (default 1,2)")
     p.add_argument("--quick", action="store_true", help="a short sanity run (~30 s)")
     p.add_argument("--json", help="also write the results here "
                    "(default: tests/bench/results/bench-TIMESTAMP.json)")
     cfg = p.parse_args()
+    try:
+        cfg.scaling_threads = sorted({int(n) for n in cfg.scaling_threads.split(",")})
+    except ValueError:
+        p.error("--scaling-threads takes comma-separated numbers, e.g. 1,2")
+    if cfg.scaling_threads[0] < 1 or cfg.tasks < 1:
+        p.error("--scaling-threads and --tasks take positive numbers")
+    # Fewer and shorter scaling runs than throughput runs by default: the
+    # section measures four servers per round and should stay well under a
+    # minute. An explicit --rounds or --duration applies to it as well.
+    cfg.scaling_rounds = cfg.rounds or (2 if cfg.quick else 3)
+    cfg.scaling_duration = cfg.duration or (0.5 if cfg.quick else 1.0)
     cfg.rounds = cfg.rounds or (2 if cfg.quick else 4)
     cfg.duration = cfg.duration or (0.5 if cfg.quick else 1.5)
     cfg.warmup = cfg.warmup if cfg.warmup is not None else (0.2 if cfg.quick else 0.5)
@@ -734,11 +930,15 @@ def main():
     if not os.access(os.path.join(cfg.build, "tests/bench/loadgen"), os.X_OK):
         sys.exit(f"run.py: {cfg.build}/tests/bench/loadgen not found: build with -Dbench=true")
     cfg.python = find_python()
+    cfg.all_cpus = sorted(os.sched_getaffinity(0))
     cfg.server_cpu, cfg.client_cpu = pick_cpus()
     if cfg.client_cpu is not None:
         os.sched_setaffinity(0, {cfg.client_cpu})
     cfg.idle = fit_idle(cfg.idle, 50)
     sections = set(cfg.sections.split(","))
+    unknown = sections - {"throughput", "redis", "scaling", "memory"}
+    if unknown:
+        sys.exit(f"run.py: unknown section(s): {', '.join(sorted(unknown))}")
     contenders = select_contenders(cfg)
     loads = [l for l in make_loads(cfg.idle) if not cfg.load or l.key in cfg.load.split(",")]
     report = {"machine": machine_line(), "clk_tck": CLK_TCK,
@@ -771,16 +971,24 @@ def main():
             if results:
                 print()
                 report["redis"] = print_redis(results)
+        if "scaling" in sections:
+            report["scaling"] = scaling_section(cfg, logdir)
+            print()
+            print_scaling(report["scaling"])
+            failed |= any(r["failures"] for r in report["scaling"]["rows"])
         if "memory" in sections and contenders:
             report["memory"] = memory_section(cfg, contenders, logdir)
             print()
-            print_memory(report["memory"], cfg.idle)
+            print_memory(report["memory"])
             failed |= any("error" in r for r in report["memory"])
     finally:
         kill_all()
     for e in report.get("throughput", []):
         for f in e["failures"]:
             NOTES.add(f"{e['contender']} / {e['load']}: {f}")
+    for r in report.get("scaling", {}).get("rows", []):
+        for f in r["failures"]:
+            NOTES.add(f"scaling, {r['server']} / {r['load']}: {f}")
     note_noise(report.get("throughput", []))
     report["notes"] = sorted(NOTES)
     if NOTES:
