@@ -495,12 +495,11 @@ void AsyncChat::pull_producers() {
         }
         std::string chunk = item.producer->more();
         if (chunk.empty()) {
-            out_.erase(out_.begin() + static_cast<std::ptrdiff_t>(i));
+            out_.erase(i);
             continue;
         }
         out_bytes_ += chunk.size();
-        out_.insert(out_.begin() + static_cast<std::ptrdiff_t>(i),
-                    OutItem{std::move(chunk), nullptr, false});
+        out_.insert(i, OutItem{std::move(chunk), nullptr, false});
     }
 }
 

@@ -36,7 +36,6 @@
 
 #include <concepts>
 #include <cstddef>
-#include <deque>
 #include <memory>
 #include <optional>
 #include <span>
@@ -48,6 +47,7 @@
 
 #include <asyncore/dispatcher.hpp>
 #include <asyncore/producer.hpp>
+#include <asyncore/ring_queue.hpp>
 
 namespace asyncore {
 
@@ -374,7 +374,7 @@ class AsyncChat : public Dispatcher {
     std::size_t ac_in_buffer_size_ = default_buffer_size;
     std::size_t max_input_buffer_ = default_max_input_buffer;
 
-    std::deque<OutItem> out_;
+    RingQueue<OutItem> out_;
     std::size_t out_offset_ = 0;  ///< bytes of out_.front().data already sent
     std::size_t out_bytes_ = 0;   ///< unsent bytes in out_
     std::size_t ac_out_buffer_size_ = default_buffer_size;

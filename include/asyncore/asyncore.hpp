@@ -12,6 +12,7 @@
 #include <asyncore/file_dispatcher.hpp>
 #include <asyncore/loop.hpp>
 #include <asyncore/producer.hpp>
+#include <asyncore/ring_queue.hpp>
 #include <asyncore/socket.hpp>
 #include <asyncore/sync.hpp>
 #include <asyncore/task.hpp>

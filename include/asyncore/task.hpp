@@ -24,8 +24,8 @@
 // with asyncore::errc::timed_out / errc::cancelled.
 //
 // Messages: each task has one mailbox. Its message type is fixed by the first
-// send<M>() or receive<M>() that touches it (a typed std::deque<M>, created on
-// first use; no std::any, no allocation per message beyond the deque's);
+// send<M>() or receive<M>() that touches it (a typed RingQueue<M>, created on
+// first use; no std::any, no allocation per message beyond the ring's growth);
 // using another type afterwards throws std::logic_error. Monitors are not
 // mailbox messages: monitor() takes a callback, which may send() whatever
 // the watching task's mailbox holds.
@@ -44,7 +44,6 @@
 #include <coroutine>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <exception>
 #include <functional>
 #include <memory>
@@ -58,6 +57,7 @@
 
 #include <asyncore/error.hpp>
 #include <asyncore/loop.hpp>
+#include <asyncore/ring_queue.hpp>
 
 namespace asyncore {
 
@@ -153,7 +153,7 @@ inline constexpr char mailbox_tag = 0;
 template <class M>
 struct Mailbox final : MailboxBase {
     Mailbox() { tag = &mailbox_tag<M>; }
-    std::deque<M> queue;
+    RingQueue<M> queue;
 };
 
 /// The scheduling state of one task (a spawned coroutine and whatever it
