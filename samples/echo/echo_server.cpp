@@ -156,8 +156,6 @@ int main(int argc, char** argv) try {
     SignalWatcher signals(sigfd, map, others);
     ::close(sigfd);  // the watcher holds its own duplicate
     if (opt.max_fds > 0) limit_fds(opt.max_fds);
-    std::printf("listening on %s\n", server.local_address().to_string().c_str());
-    std::fflush(stdout);
     std::vector<std::thread> threads;
     for (asyncore::ChannelMap* m : others)
         threads.emplace_back([m] {
@@ -168,6 +166,10 @@ int main(int argc, char** argv) try {
                 std::exit(1);
             }
         });
+    // Ready means every loop's thread exists: whoever reads this line may
+    // count them.
+    std::printf("listening on %s\n", server.local_address().to_string().c_str());
+    std::fflush(stdout);
     asyncore::loop();
     for (std::thread& t : threads)
         t.join();
