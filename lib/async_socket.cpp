@@ -36,6 +36,10 @@ using Code = SocketOp::Code;
 // operations carry no TLS-only fields beyond one pointer.
 static_assert(sizeof(void*) != 8 || sizeof(SocketState) <= 120);
 static_assert(sizeof(void*) != 8 || sizeof(SocketOp) <= 168);
+// Only the operations that return or own a string carry one.
+static_assert(sizeof(SocketAwaitable<void>) == sizeof(SocketOp));
+static_assert(sizeof(SocketAwaitable<std::size_t>) == sizeof(SocketOp));
+static_assert(sizeof(SocketAwaitable<void, false, true>) == sizeof(SocketOp) + sizeof(std::string));
 
 bool is_write(Code c) noexcept {
     return c >= Code::send && c != Code::handshake;

@@ -6,8 +6,13 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <exception>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "support/fixtures.hpp"
@@ -38,6 +43,39 @@ Task<void> echo_messages(AsyncSocket& s) {
     while (auto msg = co_await s.recv_msg())
         co_await s.send_msg(*msg);
 }
+
+// `n` bytes unlike their neighbours, so that a stale or misplaced byte shows.
+std::string pattern(std::size_t n) {
+    std::string s(n, '\0');
+    for (std::size_t i = 0; i < n; ++i)
+        s[i] = static_cast<char>('a' + i % 23);
+    return s;
+}
+
+// More than a socket buffer holds: a send of it waits for room midway.
+constexpr std::size_t big_size = 4 << 20;
+
+// The overload a call picks: the one viewing the caller's bytes, or the one
+// owning a std::string rvalue.
+template <class A>
+using SendallOf = decltype(std::declval<AsyncSocket&>().sendall(std::declval<A>()));
+template <class A>
+using SendMsgOf = decltype(std::declval<AsyncSocket&>().send_msg(std::declval<A>()));
+using Viewing = asyncore::SocketAwaitable<void>;
+using Owning = asyncore::SocketAwaitable<void, false, true>;
+
+static_assert(std::is_same_v<SendallOf<const char (&)[4]>, Viewing>);
+static_assert(std::is_same_v<SendallOf<std::string_view>, Viewing>);
+static_assert(std::is_same_v<SendallOf<std::string&>, Viewing>);
+static_assert(std::is_same_v<SendallOf<const std::string&>, Viewing>);
+static_assert(std::is_same_v<SendallOf<const std::string>, Viewing>);
+static_assert(std::is_same_v<SendallOf<std::string>, Owning>);
+static_assert(std::is_same_v<SendMsgOf<const char (&)[4]>, Viewing>);
+static_assert(std::is_same_v<SendMsgOf<std::string_view>, Viewing>);
+static_assert(std::is_same_v<SendMsgOf<std::string&>, Viewing>);
+static_assert(std::is_same_v<SendMsgOf<const std::string&>, Viewing>);
+static_assert(std::is_same_v<SendMsgOf<const std::string>, Viewing>);
+static_assert(std::is_same_v<SendMsgOf<std::string>, Owning>);
 
 }  // namespace
 
@@ -298,6 +336,104 @@ TEST_SUITE("async_socket") {
         CHECK(got == "pong");
         a.settimeout(20ms);
         CHECK_THROWS_AS(a.recv(1).wait(), asyncore::TimeoutError);
+    }
+
+    TEST_CASE("sendall of a std::string rvalue owns it while it waits for room") {
+        ChannelMap map;
+        auto [a, b] = async_pair();
+        auto write = [&]() -> Task<void> {
+            co_await a.sendall(pattern(big_size) + "<end>");
+            co_await a.sendall(std::string("short"));
+        };
+        auto writer = asyncore::spawn(write(), map);
+        test::run_passes(map, 2);
+        CHECK_FALSE(writer.done());
+        const std::string expected = pattern(big_size) + "<end>short";
+        std::string got;
+        run_task(map, [&]() -> Task<void> { got = co_await b.recvall(expected.size()); });
+        REQUIRE(test::run_until(map, [&] { return writer.done(); }));
+        CHECK(writer.promise()->error() == nullptr);
+        CHECK(got.size() == expected.size());
+        CHECK(got == expected);
+    }
+
+    TEST_CASE("send_msg of a std::string rvalue owns it while it waits for room") {
+        ChannelMap map;
+        auto [a, b] = async_pair();
+        auto write = [&]() -> Task<void> {
+            co_await a.send_msg(pattern(big_size) + "<msg>");
+            co_await a.send_msg(std::string("tiny"));
+        };
+        auto writer = asyncore::spawn(write(), map);
+        test::run_passes(map, 2);
+        CHECK_FALSE(writer.done());
+        std::optional<std::string> big, tiny;
+        run_task(map, [&]() -> Task<void> {
+            big = co_await b.recv_msg();
+            tiny = co_await b.recv_msg();
+        });
+        REQUIRE(test::run_until(map, [&] { return writer.done(); }));
+        CHECK(writer.promise()->error() == nullptr);
+        REQUIRE(big.has_value());
+        CHECK(big->size() == big_size + 5);
+        CHECK(*big == pattern(big_size) + "<msg>");
+        CHECK(tiny == "tiny");
+    }
+
+    TEST_CASE("an owning send takes the string's buffer, and a viewing one the caller's bytes") {
+        auto [a, b] = async_pair();
+        std::string heap = pattern(1000);
+        const char* bytes = heap.data();
+        auto owning = a.sendall(std::move(heap));
+        CHECK(owning.out.data() == bytes);
+        CHECK(owning.out.size() == 1000);
+        std::string kept = pattern(1000);
+        auto viewing = a.send_msg(kept);
+        CHECK(viewing.out.data() == kept.data());
+        CHECK(kept.size() == 1000);
+    }
+
+    TEST_CASE("literals, views and lvalue strings still send, and lvalues are left intact") {
+        ChannelMap map;
+        auto [a, b] = async_pair();
+        std::string lvalue = "lvalue|";
+        const std::string constant = "const|";
+        run_task(map, [&]() -> Task<void> {
+            co_await a.sendall("literal|");
+            co_await a.sendall(std::string_view("view|"));
+            co_await a.sendall(lvalue);
+            co_await a.sendall(constant);
+            co_await a.send_msg("m");
+            co_await a.send_msg(lvalue);
+        });
+        CHECK(lvalue == "lvalue|");
+        const std::string expected =
+            std::string("literal|view|lvalue|const|") + std::string("\0\0\0\1m\0\0\0\7lvalue|", 16);
+        CHECK(test::read_exactly(b.fd(), expected.size()) == expected);
+    }
+
+    TEST_CASE("blocking sendall and send_msg take std::string rvalues") {
+        auto [a, b] = async_pair();
+        a.settimeout(10s);
+        b.settimeout(10s);
+        std::string got;
+        std::optional<std::string> msg;
+        std::exception_ptr peer_error;
+        std::thread peer([&] {
+            try {
+                got = b.recvall(big_size + 5).wait();
+                msg = b.recv_msg().wait();
+            } catch (...) {
+                peer_error = std::current_exception();
+            }
+        });
+        a.sendall(pattern(big_size) + "<end>").wait();
+        a.send_msg(pattern(big_size) + "<msg>").wait();
+        peer.join();
+        CHECK(peer_error == nullptr);
+        CHECK(got == pattern(big_size) + "<end>");
+        REQUIRE(msg.has_value());
+        CHECK(*msg == pattern(big_size) + "<msg>");
     }
 
     TEST_CASE("UDP datagrams go out with sendto and come back with recvfrom") {

@@ -45,9 +45,14 @@
 // error a caller must see). recv_msg yields std::nullopt when the peer
 // closes cleanly between messages.
 //
-// Lifetime: the buffer given to send* must stay valid until the operation
-// completes (natural with `co_await sock.send(buf)`). A socket that was
-// awaited on must not outlive its map. Errors are std::system_error with the
+// Lifetime: the buffer given to send* as a view (a literal, a string_view,
+// a named string) must stay valid until the operation completes (natural
+// with `co_await sock.send(buf)`). sendall and send_msg given a std::string
+// rvalue move it into the awaitable, which owns it until then: use that for
+// a temporary (`co_await sock.sendall(make_reply())`), which then need not
+// outlive anything (GCC 12 mishandles some temporaries in co_await
+// expressions), and in blocking mode alike. A socket that was awaited on
+// must not outlive its map. Errors are std::system_error with the
 // errno (generic category) or an asyncore::errc.
 //
 // TLS (pycos' keyfile/certfile): a stream socket given a TlsContext, by the
@@ -91,6 +96,7 @@
 //   its own disposition.
 #pragma once
 
+#include <concepts>
 #include <coroutine>
 #include <cstddef>
 #include <cstdint>
@@ -241,13 +247,19 @@ struct SocketOp : IoWaiter {
 /// The address storage of the operations that have one (accept, recvfrom,
 /// connect, sendto); empty for the others, so that the awaitables of the
 /// frequent operations, which live in coroutine frames, stay small.
-/// Likewise the string a read returns, for the operations that return one.
+/// Likewise the string a read returns, for the operations that return one,
+/// and the string an owning send (sendall/send_msg given a std::string
+/// rvalue) sends from. As a base constructed before SocketOp, it holds the
+/// moved-in data before SocketOp takes its view; the awaitable never moves,
+/// so the view stays valid.
 template <bool Buffered>
 struct OpBuffer {
     std::string* buffer_slot() noexcept { return nullptr; }
 };
 template <>
 struct OpBuffer<true> {
+    OpBuffer() = default;
+    explicit OpBuffer(std::string&& data) noexcept : buffer(std::move(data)) {}
     std::string buffer;
     std::string* buffer_slot() noexcept { return &buffer; }
 };
@@ -266,22 +278,30 @@ struct OpAddress<true> {
 
 /// An awaitable socket operation yielding R; `.wait()` runs it blocking.
 /// `Addressed` operations carry an Address (the peer's or the destination).
-template <class R, bool Addressed = false>
+/// `Owning` sends carry the string they send (moved in at construction).
+template <class R, bool Addressed = false, bool Owning = false>
 class [[nodiscard]] SocketAwaitable
     : private detail::OpAddress<Addressed>,
-      private detail::OpBuffer<std::is_same_v<R, std::string> ||
+      private detail::OpBuffer<Owning || std::is_same_v<R, std::string> ||
                                std::is_same_v<R, std::optional<std::string>> ||
                                std::is_same_v<R, Datagram>>,
       public detail::SocketOp {
+    using Buffer = detail::OpBuffer<true>;
+
   public:
     SocketAwaitable(detail::SocketState* s, Code c, std::string_view out = {}, std::size_t n = 0,
                     const Address* to = nullptr, std::string* into = nullptr) noexcept
+        requires(!Owning)
         : SocketOp(s, c, out, n, this->address_slot(),
                    into != nullptr ? into : this->buffer_slot()) {
         if constexpr (Addressed) {
             if (to != nullptr) this->address = *to;
         }
     }
+    /// A send of `data`, which moves into the awaitable (no copy, no allocation).
+    SocketAwaitable(detail::SocketState* s, Code c, std::string&& data) noexcept requires Owning
+        : Buffer(std::move(data)),
+          SocketOp(s, c, this->buffer, 0, nullptr, nullptr) {}
     bool await_ready() noexcept { return begin(); }
     template <class P>
     bool await_suspend(std::coroutine_handle<P> h) {
@@ -352,13 +372,33 @@ class AsyncSocket {
     /// capacity; returns buf.size(), 0 at EOF. `buf` must stay valid until
     /// the operation completes.
     SocketAwaitable<std::size_t> recv_into(std::string& buf, std::size_t n);
-    /// Sends all of `data`.
+    /// Sends all of `data`, which the caller owns and keeps valid until the
+    /// operation completes. Taken by string literals, views and lvalue strings.
     SocketAwaitable<void> sendall(std::string_view data);
+    /// Sends all of `data`, a std::string rvalue moved (never copied) into
+    /// the awaitable, which owns it until the operation completes:
+    /// `co_await sock.sendall(make_reply())` depends on no temporary
+    /// outliving the call. Only a non-const std::string rvalue picks this
+    /// overload.
+    template <std::same_as<std::string> S>
+    SocketAwaitable<void, false, true> sendall(S&& data) {
+        return SocketAwaitable<void, false, true>(s_.get(), detail::SocketOp::Code::send_all,
+                                                  std::move(data));
+    }
     /// Exactly `n` bytes; TruncatedError if the peer closes first.
     SocketAwaitable<std::string> recvall(std::size_t n);
     /// Sends `data` framed: 4-byte big-endian length, then the bytes, in one
     /// system call when the kernel takes it. errc::message_too_large above 4 GiB.
+    /// The caller owns `data` and keeps it valid until the operation completes.
     SocketAwaitable<void> send_msg(std::string_view data);
+    /// send_msg() of a std::string rvalue moved (never copied) into the
+    /// awaitable, which owns it until the operation completes, as the owning
+    /// sendall(). Only a non-const std::string rvalue picks this overload.
+    template <std::same_as<std::string> S>
+    SocketAwaitable<void, false, true> send_msg(S&& data) {
+        return SocketAwaitable<void, false, true>(s_.get(), detail::SocketOp::Code::send_msg,
+                                                  std::move(data));
+    }
     /// The next framed message; nullopt on a clean EOF between messages.
     SocketAwaitable<std::optional<std::string>> recv_msg();
     SocketAwaitable<std::size_t, true> sendto(std::string_view data, const Address& to);
@@ -404,8 +444,8 @@ struct Connection {
     Address addr;
 };
 
-template <class R, bool Addressed>
-R SocketAwaitable<R, Addressed>::result() {
+template <class R, bool Addressed, bool Owning>
+R SocketAwaitable<R, Addressed, Owning>::result() {
     if constexpr (std::is_same_v<R, std::size_t>) {
         return done;
     } else if constexpr (std::is_same_v<R, std::string>) {
