@@ -17,6 +17,8 @@
 #include <string>
 #include <string_view>
 
+#include "../common/command_line.hpp"
+
 namespace {
 
 struct Url {
@@ -89,11 +91,9 @@ class HttpClient : public asyncore::Dispatcher {
 }  // namespace
 
 int main(int argc, char** argv) try {
-    if (argc != 2) {
-        std::fprintf(stderr, "usage: http_client http://HOST[:PORT]/PATH\n");
-        return 2;
-    }
-    HttpClient client(parse_url(argv[1]), asyncore::socket_map());
+    sample::CommandLine cl(argc, argv, "usage: http_client http://HOST[:PORT]/PATH", {}, {},
+                           /*positionals=*/1);
+    HttpClient client(parse_url(cl.positional(0)), asyncore::socket_map());
     asyncore::loop();
     std::fflush(stdout);
     return client.failed() || !client.got_response() ? 1 : 0;

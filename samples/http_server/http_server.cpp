@@ -217,7 +217,9 @@ Task<void> serve_logged(AsyncSocket conn, const Config& cfg) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    sample::Options opts(argc, argv);
+    sample::CommandLine opts(
+        argc, argv, "usage: http_server [--host H] [--port P] [--root DIR] [--max-request BYTES]",
+        {"host", "port", "root", "max-request"});
     Config cfg;
     cfg.root = opts.get("root", "");
     cfg.max_request = static_cast<std::size_t>(opts.number("max-request", 8192));

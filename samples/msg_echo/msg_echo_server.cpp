@@ -31,7 +31,9 @@ Task<void> echo(AsyncSocket conn, std::size_t max_message) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    sample::Options opts(argc, argv);
+    sample::CommandLine opts(argc, argv,
+                             "usage: msg_echo_server [--host H] [--port P] [--max-message BYTES]",
+                             {"host", "port", "max-message"});
     auto max_message = static_cast<std::size_t>(opts.number("max-message", 64L << 20));
     AsyncSocket listener = sample::listen_from(opts);
     sample::Server server(listener);

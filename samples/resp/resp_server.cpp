@@ -24,11 +24,9 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
-#include <cstdlib>
 #include <exception>
 #include <latch>
 #include <string>
-#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -38,6 +36,8 @@
 #include "keyspace.hpp"
 #include "resp_channel.hpp"
 #include "shard.hpp"
+
+#include "../common/command_line.hpp"
 
 namespace {
 
@@ -52,33 +52,15 @@ struct Options {
 // Far more than any machine this runs on has cores; a typo's guard.
 constexpr long max_threads = 256;
 
-[[noreturn]] void usage(const char* prog) {
-    std::fprintf(stderr, "usage: %s [--host HOST] [--port PORT] [--threads N]\n", prog);
-    std::exit(2);
-}
-
-long number_arg(const char* text, long min, long max, const char* prog) {
-    char* end = nullptr;
-    long n = std::strtol(text, &end, 10);
-    if (*text == '\0' || *end != '\0' || n < min || n > max) usage(prog);
-    return n;
-}
-
 Options parse_options(int argc, char** argv) {
+    sample::CommandLine cl(argc, argv,
+                           "usage: resp_server [--host HOST] [--port PORT] [--threads N]",
+                           {"host", "port", "threads"});
     Options o;
-    for (int i = 1; i < argc; ++i) {
-        std::string_view arg = argv[i];
-        if (i + 1 >= argc) usage(argv[0]);
-        if (arg == "--host") {
-            o.host = argv[++i];
-        } else if (arg == "--port") {
-            o.port = static_cast<std::uint16_t>(number_arg(argv[++i], 0, 65535, argv[0]));
-        } else if (arg == "--threads") {
-            o.threads = static_cast<std::size_t>(number_arg(argv[++i], 1, max_threads, argv[0]));
-        } else {
-            usage(argv[0]);
-        }
-    }
+    o.host = cl.get("host", o.host);
+    o.port = static_cast<std::uint16_t>(cl.number("port", o.port, 0, 65535));
+    o.threads = static_cast<std::size_t>(
+        cl.number("threads", static_cast<long>(o.threads), 1, max_threads));
     return o;
 }
 

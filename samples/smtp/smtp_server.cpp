@@ -12,18 +12,20 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <climits>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
 #include <optional>
 #include <string>
-#include <string_view>
 
 #include <asyncore/file_dispatcher.hpp>
 #include <asyncore/loop.hpp>
 
 #include "smtp_channel.hpp"
+
+#include "../common/command_line.hpp"
 
 namespace {
 
@@ -44,57 +46,29 @@ const char* const usage =
     "  --data-size-limit N     largest message in bytes, 0 for none (default 33554432)\n"
     "  --smtputf8              enable the SMTPUTF8 extension\n"
     "  --cert FILE             offer STARTTLS with this certificate chain (PEM)...\n"
-    "  --key FILE              ...and its private key (PEM)\n";
+    "  --key FILE              ...and its private key (PEM)";
 
 [[noreturn]] void die(const std::string& message, int code = 2) {
     std::cerr << "smtp_server: " << message << "\n";
     std::exit(code);
 }
 
-unsigned long long to_number(std::string_view option, const std::string& text,
-                             unsigned long long max) {
-    std::size_t used = 0;
-    unsigned long long n = 0;
-    try {
-        n = std::stoull(text, &used);
-    } catch (const std::exception&) {
-        used = 0;
-    }
-    if (used == 0 || used != text.size() || text[0] == '-' || n > max)
-        die(std::string(option) + ": not a valid number: " + text);
-    return n;
-}
-
 Config parse_args(int argc, char** argv) {
+    sample::CommandLine cl(argc, argv, usage,
+                           {"host", "port", "mbox", "data-size-limit", "cert", "key"},
+                           {"smtputf8", "help"});
     Config config;
-    for (int i = 1; i < argc; ++i) {
-        std::string_view opt = argv[i];
-        auto value = [&]() -> std::string {
-            if (i + 1 >= argc) die(std::string(opt) + " needs a value");
-            return argv[++i];
-        };
-        if (opt == "--host") {
-            config.host = value();
-        } else if (opt == "--port") {
-            config.port = static_cast<std::uint16_t>(to_number(opt, value(), 65535));
-        } else if (opt == "--mbox") {
-            config.mbox = value();
-        } else if (opt == "--data-size-limit") {
-            config.session.data_size_limit = to_number(opt, value(), SIZE_MAX);
-        } else if (opt == "--smtputf8") {
-            config.session.enable_smtputf8 = true;
-        } else if (opt == "--cert") {
-            config.cert = value();
-        } else if (opt == "--key") {
-            config.key = value();
-        } else if (opt == "--help" || opt == "-h") {
-            std::cout << usage;
-            std::exit(0);
-        } else {
-            die("unknown option " + std::string(opt) + "\n" + usage);
-        }
-    }
-    if (config.cert.empty() != config.key.empty()) die("--cert and --key go together");
+    config.host = cl.get("host", config.host);
+    config.port = static_cast<std::uint16_t>(cl.number("port", config.port, 0, 65535));
+    config.mbox = cl.get("mbox", config.mbox);
+    auto limit = static_cast<long>(config.session.data_size_limit);
+    config.session.data_size_limit =
+        static_cast<std::size_t>(cl.number("data-size-limit", limit, 0, LONG_MAX));
+    config.session.enable_smtputf8 = cl.flag("smtputf8");
+    config.cert = cl.get("cert");
+    config.key = cl.get("key");
+    if (config.cert.empty() != config.key.empty())
+        cl.usage("smtp_server: --cert and --key go together");
     return config;
 }
 

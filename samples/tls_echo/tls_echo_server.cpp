@@ -47,13 +47,11 @@ Task<void> echo(AsyncSocket conn, TlsContext ctx, asyncore::Address peer) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    sample::Options opts(argc, argv);
-    std::string cert = opts.get("cert", ""), key = opts.get("key", "");
-    if (cert.empty() || key.empty()) {
-        std::fprintf(stderr,
-                     "usage: tls_echo_server --cert FILE --key FILE [--host HOST] [--port PORT]\n");
-        return 2;
-    }
+    sample::CommandLine opts(
+        argc, argv, "usage: tls_echo_server --cert FILE --key FILE [--host HOST] [--port PORT]",
+        {"host", "port", "cert", "key"});
+    std::string cert = opts.get("cert"), key = opts.get("key");
+    if (cert.empty() || key.empty()) opts.usage();
     try {
         auto ctx = TlsContext::server(cert, key);
         AsyncSocket listener = sample::listen_from(opts);

@@ -1,7 +1,8 @@
-// What the task-based sample servers share: command-line options, a
-// listening AsyncSocket that announces itself, and an in-loop SIGINT/SIGTERM
-// handler (a signalfd read by a task) that closes the listener and
-// terminates the connections so that loop() returns and main exits 0.
+// What the task-based sample servers share: a listening AsyncSocket on
+// --host/--port (options parsed by command_line.hpp) that announces itself,
+// and an in-loop SIGINT/SIGTERM handler (a signalfd read by a task) that
+// closes the listener and terminates the connections so that loop() returns
+// and main exits 0.
 #pragma once
 
 #include <asyncore/async_file.hpp>
@@ -13,46 +14,18 @@
 
 #include <csignal>
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
-#include <map>
 #include <string>
 #include <system_error>
 #include <vector>
 
+#include "../common/command_line.hpp"
+
 namespace sample {
 
-/// --name value options; every option takes a value.
-class Options {
-  public:
-    Options(int argc, char** argv) {
-        for (int i = 1; i + 1 < argc; i += 2) {
-            if (std::strncmp(argv[i], "--", 2) != 0) usage(argv[0]);
-            values_[argv[i] + 2] = argv[i + 1];
-        }
-        if (argc % 2 == 0) usage(argv[0]);
-    }
-    std::string get(const std::string& name, const std::string& fallback) const {
-        auto it = values_.find(name);
-        return it == values_.end() ? fallback : it->second;
-    }
-    long number(const std::string& name, long fallback) const {
-        auto it = values_.find(name);
-        return it == values_.end() ? fallback : std::strtol(it->second.c_str(), nullptr, 10);
-    }
-
-  private:
-    [[noreturn]] static void usage(const char* prog) {
-        std::fprintf(stderr, "usage: %s [--name value]...\n", prog);
-        std::exit(2);
-    }
-    std::map<std::string, std::string> values_;
-};
-
 /// A listening socket on --host/--port; prints "listening on HOST:PORT".
-inline asyncore::AsyncSocket listen_from(const Options& opts) {
+inline asyncore::AsyncSocket listen_from(const CommandLine& opts) {
     auto addr = asyncore::Address::ip(opts.get("host", "127.0.0.1"),
-                                      static_cast<std::uint16_t>(opts.number("port", 0)));
+                                      static_cast<std::uint16_t>(opts.number("port", 0, 0, 65535)));
     asyncore::AsyncSocket listener(addr.family(), SOCK_STREAM);
     listener.setsockopt(SOL_SOCKET, SO_REUSEADDR, 1);
     listener.bind(addr);

@@ -36,9 +36,11 @@ Task<void> client(asyncore::Address server, int i, int dashes, int& failures) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    sample::Options opts(argc, argv);
-    auto server = asyncore::Address::ip(opts.get("host", "127.0.0.1"),
-                                        static_cast<std::uint16_t>(opts.number("port", 0)));
+    sample::CommandLine opts(argc, argv, "usage: tut_sock_client [--host H] --port P [--count N]",
+                             {"host", "port", "count"});
+    auto server =
+        asyncore::Address::ip(opts.get("host", "127.0.0.1"),
+                              static_cast<std::uint16_t>(opts.number("port", 0, 0, 65535)));
     long count = opts.number("count", 10);
     std::mt19937 rng(std::random_device{}());
     std::uniform_int_distribution<int> dashes(100, 300);

@@ -32,7 +32,8 @@ Task<void> process(AsyncSocket conn, int& count) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    sample::Options opts(argc, argv);
+    sample::CommandLine opts(argc, argv, "usage: tut_sock_server [--host H] [--port P]",
+                             {"host", "port"});
     AsyncSocket listener = sample::listen_from(opts);
     sample::Server server(listener);
     int count = 0;
