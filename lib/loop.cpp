@@ -320,7 +320,13 @@ void MapCore::dispatch_io(int fd, bool read_ready) noexcept {
 // `slots` never shrinks, so `fd` stays in range; it may have grown (the
 // handler accepted), so the slot is looked up again after each user call.
 void MapCore::settle(int fd, Dispatcher* d) noexcept {
-    if (slots[fd].channel != d) return;  // closed by its handler
+    if (Dispatcher* now = slots[fd].channel; now != d) [[unlikely]] {
+        // Closed by its handler. A channel the handler then added on the
+        // same (reused) descriptor skipped the dirty list, as mark_dirty()
+        // skips the descriptor being dispatched: queue it now.
+        if (now != nullptr) queue_dirty(fd);
+        return;
+    }
     if (d->tls_ || poll_all) [[unlikely]] {
         queue_dirty(fd);
         return;

@@ -351,6 +351,36 @@ TEST_SUITE("loop") {
         CHECK(x.reads + y.reads == 1);
     }
 
+    TEST_CASE("a channel that its predecessor's handler opens on the same descriptor is served") {
+        // The handler closes its own channel, and the next socket it makes
+        // gets the lowest free descriptor: the one just closed. The new
+        // channel must still have its interest registered, although the
+        // descriptor is the one being dispatched.
+        ChannelMap map;
+        struct Replacer : Reader {
+            using Reader::Reader;
+            int old_fd = -1;
+            std::unique_ptr<Reader> next;
+            Socket next_peer;
+            void handle_read() override {
+                Reader::handle_read();
+                old_fd = fileno();
+                close();
+                auto [p, q] = test::connected_pair(AF_UNIX);
+                test::write_all(q.fd(), "next");
+                next = std::make_unique<Reader>(std::move(p), map());
+                next_peer = std::move(q);
+            }
+        };
+        auto [a, b] = test::connected_pair(AF_UNIX);
+        Replacer r(std::move(a), map);
+        test::write_all(b.fd(), "first");
+        REQUIRE(test::run_until(map, [&] { return r.next != nullptr; }));
+        REQUIRE(r.next->fileno() == r.old_fd);  // the premise: the descriptor was reused
+        REQUIRE(test::run_until(map, [&] { return r.next->reads > 0; }));
+        CHECK(r.next->got == "next");
+    }
+
     TEST_CASE("EMFILE on accept keeps the listener open and accepting resumes once fds are free") {
         struct Listener : Dispatcher {
             explicit Listener(ChannelMap& m) : Dispatcher(m) {}
