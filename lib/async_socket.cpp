@@ -402,6 +402,13 @@ bool step_waiter(IoWaiter& w) noexcept {
     return false;
 }
 
+// A wait taken back before its readiness (terminate(), a timeout) ends the
+// operation: the socket may be gone by the time the task resumes.
+void detach_op(Wait& w) noexcept {
+    IoWatch::detach(w);
+    orphan(static_cast<SocketOp&>(w));
+}
+
 const char* op_name(Code c) noexcept {
     static constexpr const char* names[] = {
         "recv",    "recv_into", "recvall", "recv_msg", "recvfrom",     "accept",   "send",
@@ -482,7 +489,9 @@ bool SocketOp::expects_stream_data() const noexcept {
 }
 
 bool SocketOp::suspend(TaskCore& t, std::coroutine_handle<> h) {
-    return watch_for(*this).suspend(*this, t, h, wait_timeout(*this));
+    if (!watch_for(*this).suspend(*this, t, h, wait_timeout(*this))) return false;
+    detach_fn = detach_op;
+    return true;
 }
 
 SocketState* SocketOp::io_state() const noexcept {

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <exception>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -668,5 +669,51 @@ s.close()
         CHECK(counts == std::vector<std::size_t>{13, 3, 0});
         CHECK(buf.empty());
         CHECK(buf.data() == storage);
+    }
+
+    TEST_CASE("destroying or replacing a socket another task waits on wakes it with EBADF") {
+        for (bool replace : {false, true}) {
+            CAPTURE(replace);
+            ChannelMap map;
+            auto [a, b] = async_pair();
+            auto owned = std::make_unique<AsyncSocket>(std::move(a));
+            std::error_code code;
+            auto wait_read = [&](AsyncSocket& s) -> Task<void> {
+                try {
+                    co_await s.recv(10);
+                } catch (const std::system_error& e) {
+                    code = e.code();
+                }
+            };
+            auto drop = [&]() -> Task<void> {
+                co_await asyncore::sleep(1ms);
+                if (replace) {
+                    *owned = AsyncSocket(AF_UNIX, SOCK_STREAM);
+                } else {
+                    owned.reset();
+                }
+            };
+            auto waiter = asyncore::spawn(wait_read(*owned), map);
+            auto dropper = asyncore::spawn(drop(), map);
+            REQUIRE(test::run_until(map, [&] { return waiter.done() && dropper.done(); }));
+            CHECK(code == std::errc::bad_file_descriptor);
+        }
+    }
+
+    TEST_CASE("a socket destroyed after terminate() and before its waiting task unwinds is safe") {
+        // terminate() queues the task's resumption: the socket goes away
+        // first, as when a server stops its connection tasks and then drops
+        // their sockets.
+        ChannelMap map;
+        auto [a, b] = async_pair();
+        auto owned = std::make_unique<AsyncSocket>(std::move(a));
+        auto wait_read = [](AsyncSocket& s) -> Task<void> { co_await s.recv(10); };
+        auto waiter = asyncore::spawn(wait_read(*owned), map);
+        test::run_passes(map, 2);
+        REQUIRE_FALSE(waiter.done());
+        waiter.terminate();
+        owned.reset();
+        REQUIRE(test::run_until(map, [&] { return waiter.done(); }));
+        CHECK(test::is_cancelled(waiter.promise()->error()));
     }
 }

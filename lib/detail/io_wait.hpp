@@ -46,10 +46,12 @@ class IoWatch {
     /// (the caller completes it).
     void close() noexcept;
     IoWaiter* waiter() const noexcept { return waiter_; }
+    /// Takes `w` (an IoWaiter) back from its watch: the detach_fn suspend()
+    /// installs, for an operation's own detach_fn to call first.
+    static void detach(Wait& w) noexcept;
 
   private:
     static void on_ready(evutil_socket_t, short, void* arg);
-    static void detach(Wait& w) noexcept;
     void ensure_event(TaskCore& t);
 
     MapCore* core_ = nullptr;

@@ -37,6 +37,15 @@ struct TlsFields {
     static constexpr std::chrono::seconds default_handshake_timeout{60};
 };
 
+/// Ends `op`'s hold on its socket before the task resumes: its directions
+/// are released now and it never touches the socket state again, which may
+/// be closed and destroyed before the task unwinds (terminate() and a
+/// close() queue the resumption).
+inline void orphan(SocketOp& op) noexcept {
+    if (op.claimed) op.release();
+    op.state = nullptr;
+}
+
 struct SocketState {
     Socket sock;  // first: destroyed last, after everything using the descriptor
     bool reading = false;
@@ -126,7 +135,9 @@ struct SocketState {
             IoWaiter* waiter = w->waiter();
             w->close();
             if (waiter == nullptr || waiter == self) continue;
-            static_cast<SocketOp*>(waiter)->error = EBADF;
+            auto& op = static_cast<SocketOp&>(*waiter);
+            op.error = EBADF;
+            orphan(op);
             waiter->task->complete(*waiter);
         }
         if (TlsSession* session = tls()) {
