@@ -9,6 +9,7 @@
 #include <poll.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <string>
 
@@ -27,6 +28,25 @@ constexpr Duration accept_pause = std::chrono::milliseconds(100);
 
 bool is_accept_resource_error(int err) {
     return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
+}
+
+// Which socket `d` has: its descriptor and the map slot's generation, which
+// every add bumps, so that a socket closed and replaced on the same
+// descriptor counts as another.
+std::uint64_t socket_identity(const Dispatcher& d) noexcept {
+    const int fd = d.fileno();
+    const detail::MapCore& core = d.map().core();
+    if (core.find(fd) != &d) return static_cast<unsigned>(fd);
+    return (std::uint64_t{core.slots[fd].generation} << 32) | static_cast<unsigned>(fd);
+}
+
+// Runs the connect event of a read or write event; false if handle_connect()
+// closed the channel or replaced its socket (a redial), when the rest of the
+// event belongs to a socket that is gone.
+bool connect_event_kept_socket(Dispatcher& d) {
+    const std::uint64_t id = socket_identity(d);
+    d.handle_connect_event();
+    return socket_identity(d) == id;
 }
 
 }  // namespace
@@ -310,7 +330,7 @@ void Dispatcher::handle_read_event() {
     } else if (accepting_) {
         handle_accept();
     } else if (!connected_) {
-        if (connecting_) handle_connect_event();
+        if (connecting_ && !connect_event_kept_socket(*this)) return;
         handle_read();
     } else {
         handle_read();
@@ -322,7 +342,7 @@ void Dispatcher::handle_write_event() {
         return detail::DispatcherTls::write_event(*this);
     }
     if (accepting_) return;  // listeners never write
-    if (!connected_ && connecting_) handle_connect_event();
+    if (!connected_ && connecting_ && !connect_event_kept_socket(*this)) return;
     handle_write();
 }
 
@@ -342,7 +362,11 @@ void Dispatcher::handle_connect_event() {
     socklen_t len = sizeof err;
     if (::getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
     if (err != 0) throw_errno(err, "connect");
+    // handle_connect() may close the channel, or close it and connect anew:
+    // the new socket is still connecting.
+    const std::uint64_t id = socket_identity(*this);
     handle_connect();
+    if (socket_identity(*this) != id) return;
     connected_ = true;
     connecting_ = false;
     rearm();

@@ -660,6 +660,62 @@ TEST_SUITE("dispatcher") {
         CHECK(d.fileno() == -1);
     }
 
+    TEST_CASE_TEMPLATE("a handle_connect that closes its channel ends the event: no handle_write",
+                       F, test::IPv4, test::IPv6) {
+        struct Quitter : Dispatcher {
+            explicit Quitter(ChannelMap& m) : Dispatcher(m) {}
+            int connects = 0;
+            int writes = 0;
+            void handle_connect() override {
+                ++connects;
+                close();
+            }
+            void handle_write() override { ++writes; }
+            void handle_read() override {}
+        };
+        ChannelMap map;
+        auto server = test::listen_on(F::value);
+        Quitter d(map);
+        d.create_socket(F::value, SOCK_STREAM);
+        d.connect(server.addr);
+        REQUIRE(test::run_until(map, [&] { return d.connects > 0; }));
+        test::run_passes(map, 2);
+        CHECK(d.writes == 0);
+        CHECK_FALSE(d.connected());
+    }
+
+    TEST_CASE_TEMPLATE("a handle_connect that reconnects on a new socket gets handle_connect again",
+                       F, test::IPv4, test::IPv6) {
+        // The redial idiom: close, create_socket (the lowest free descriptor:
+        // most likely the same), connect. The second connection is in
+        // progress, not connected, when the first handle_connect returns.
+        struct Redialer : Dispatcher {
+            Redialer(ChannelMap& m, Address a) : Dispatcher(m), target(std::move(a)) {}
+            Address target;
+            int connects = 0;
+            int early_writes = 0;
+            void handle_connect() override {
+                if (++connects > 1) return;
+                close();
+                create_socket(target.family(), SOCK_STREAM);
+                connect(target);
+            }
+            void handle_write() override {
+                if (connects < 2) ++early_writes;
+            }
+            void handle_read() override {}
+        };
+        ChannelMap map;
+        auto server = test::listen_on(F::value);
+        Redialer d(map, server.addr);
+        d.create_socket(F::value, SOCK_STREAM);
+        d.connect(server.addr);
+        REQUIRE(test::run_until(
+            map, [&] { return d.connects >= 2; }, 2s));
+        CHECK(d.early_writes == 0);
+        CHECK(d.connected());
+    }
+
     TEST_CASE("an immediate connect failure throws from connect()") {
         ChannelMap map;
         // A Unix socket bound but not listening refuses at once.
