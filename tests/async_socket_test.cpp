@@ -671,6 +671,38 @@ s.close()
         CHECK(buf.data() == storage);
     }
 
+    TEST_CASE(
+        "a task woken by readiness that closes its socket and waits on a new one on the same "
+        "descriptor is woken by the new one") {
+        // The task resumes inside the old socket's readiness callback, and
+        // the new socket gets the lowest free descriptor: the one just closed.
+        ChannelMap map;
+        auto [a, b] = async_pair();
+        const int old_fd = a.fd();
+        asyncore::Socket next_peer;
+        int next_fd = -1;
+        std::string got;
+        auto body = [&]() -> Task<void> {
+            co_await a.recv(10);
+            a.close();
+            auto [p, q] = test::connected_pair(AF_UNIX);
+            next_peer = std::move(q);
+            AsyncSocket next(std::move(p));
+            next_fd = next.fd();
+            got = co_await next.recv(10);
+        };
+        auto t = asyncore::spawn(body(), map);
+        REQUIRE(test::run_until(map, [&] { return map.stats().passes >= 2; }));
+        test::write_all(b.fd(), "first");
+        REQUIRE(test::run_until(map, [&] { return next_fd >= 0; }));
+        REQUIRE(next_fd == old_fd);  // the premise: the descriptor was reused
+        test::run_passes(map, 2);
+        REQUIRE_FALSE(t.done());  // the new socket's recv waits for readiness
+        test::write_all(next_peer.fd(), "second");
+        REQUIRE(test::run_until(map, [&] { return t.done(); }));
+        CHECK(got == "second");
+    }
+
     TEST_CASE("destroying or replacing a socket another task waits on wakes it with EBADF") {
         for (bool replace : {false, true}) {
             CAPTURE(replace);
@@ -715,5 +747,47 @@ s.close()
         owned.reset();
         REQUIRE(test::run_until(map, [&] { return waiter.done(); }));
         CHECK(test::is_cancelled(waiter.promise()->error()));
+    }
+
+    TEST_CASE(
+        "closing a socket wakes both its waiting read and write with EBADF, not with what a "
+        "new socket on the same descriptor receives") {
+        ChannelMap map;
+        auto [a, b] = async_pair();
+        const int old_fd = a.fd();
+        const std::string big(big_size, 'z');
+        std::error_code read_code;
+        std::error_code write_code;
+        auto reader = [&]() -> Task<void> {
+            try {
+                co_await a.recv(10);
+            } catch (const std::system_error& e) {
+                read_code = e.code();
+            }
+        };
+        auto writer = [&]() -> Task<void> {
+            try {
+                co_await a.sendall(big);
+            } catch (const std::system_error& e) {
+                write_code = e.code();
+            }
+        };
+        std::pair<asyncore::Socket, asyncore::Socket> next;
+        auto closer = [&]() -> Task<void> {
+            co_await asyncore::sleep(1ms);
+            a.close();
+            // Readable and writable at once, on the descriptor just freed.
+            next = test::connected_pair(AF_UNIX);
+            test::write_all(next.second.fd(), "stale?");
+        };
+        auto r = asyncore::spawn(reader(), map);
+        auto w = asyncore::spawn(writer(), map);
+        test::run_passes(map, 2);
+        REQUIRE_FALSE(w.done());  // the premise: the write waits for room
+        auto c = asyncore::spawn(closer(), map);
+        REQUIRE(test::run_until(map, [&] { return r.done() && w.done() && c.done(); }));
+        REQUIRE(next.first.fd() == old_fd);
+        CHECK(read_code == std::errc::bad_file_descriptor);
+        CHECK(write_code == std::errc::bad_file_descriptor);
     }
 }
