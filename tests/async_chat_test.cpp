@@ -733,4 +733,36 @@ TEST_SUITE("async_chat") {
             }
         }
     }
+
+    TEST_CASE(
+        "a found_terminator that closes its channel and opens one on the same descriptor "
+        "ends the read there, and the new channel is served") {
+        struct Handover : RecordingChat {
+            using RecordingChat::RecordingChat;
+            std::unique_ptr<RecordingChat> next;
+            Socket next_peer;
+            int old_fd = -1;
+            void found_terminator() override {
+                RecordingChat::found_terminator();
+                old_fd = fileno();
+                close();
+                auto [p, q] = test::connected_pair(AF_UNIX);
+                test::write_all(q.fd(), "fresh\n");
+                next = std::make_unique<RecordingChat>(std::move(p), map());
+                next->set_terminator("\n");
+                next_peer = std::move(q);
+            }
+        };
+        ChannelMap map;
+        auto [a, b] = test::connected_pair(AF_UNIX);
+        Handover h(std::move(a), map);
+        h.set_terminator("\n");
+        test::write_all(b.fd(), "one\ntwo\n");  // one read: "two" follows the close
+        REQUIRE(test::run_until(map, [&] { return h.next && !h.next->contents.empty(); }));
+        REQUIRE(h.next->fileno() == h.old_fd);  // the premise: the descriptor was reused
+        test::run_passes(map, 2);
+        CHECK(h.contents == std::vector<std::string>{"one"});
+        CHECK(h.next->contents == std::vector<std::string>{"fresh"});
+        CHECK(h.next->buffer.empty());
+    }
 }
