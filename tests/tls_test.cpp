@@ -418,6 +418,36 @@ TEST_SUITE("tls") {
         CHECK(reads_with_empty_socket >= 100);
     }
 
+    TEST_CASE(
+        "a TLS channel that closes in handle_read leaves its descriptor to a plain channel "
+        "that is served") {
+        // Records are still buffered inside OpenSSL when the client closes:
+        // the loop must not run the TLS read path again for the channel that
+        // takes the descriptor.
+        ChannelMap map;
+        TlsPair p(map, server_ctx(), client_ctx(), "localhost", AF_UNIX);
+        p.cli->read_size = 16;
+        p.srv->on_established = [&](Peer& s) { s.send(payload(2000)); };
+        int old_fd = -1;
+        Log next_log;
+        std::unique_ptr<Peer> next;
+        Socket next_peer;
+        p.cli->on_data = [&](Peer& c, std::string_view) {
+            if (next) return;
+            old_fd = c.fileno();
+            c.close();
+            auto [a, b] = test::connected_pair(AF_UNIX);
+            test::write_all(b.fd(), "plain");
+            next = std::make_unique<Peer>(std::move(a), map, next_log);
+            next_peer = std::move(b);
+        };
+        REQUIRE(test::run_until(map, [&] { return next_log.received.size() >= 5; }));
+        REQUIRE(next->fileno() == old_fd);  // the premise: the descriptor was reused
+        CHECK(next_log.received == "plain");
+        CHECK_FALSE(next_log.failed());
+        CHECK(p.cli_log.reads == 1);
+    }
+
     TEST_CASE("plaintext held inside OpenSSL is delivered when readable() turns true again") {
         ChannelMap map;
         TlsPair p(map, server_ctx(), client_ctx());
