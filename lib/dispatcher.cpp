@@ -456,10 +456,11 @@ void exception(Dispatcher& d) {
 }
 
 void readwrite(Dispatcher& d, int poll_flags) {
-    const int fd = d.fileno();
     // A handler that closes the channel ends the dispatch: no later callback
-    // runs for it, even if the same poll result reported more events.
-    auto open = [&] { return d.fileno() == fd; };
+    // runs for it, even if the same poll result reported more events, and
+    // even if the handler opened a new socket on the same descriptor.
+    const std::uint64_t id = socket_identity(d);
+    auto open = [&] { return socket_identity(d) == id; };
     routed(d, [&] {
         if ((poll_flags & POLLIN) && open()) d.handle_read_event();
         if ((poll_flags & POLLOUT) && open()) d.handle_write_event();

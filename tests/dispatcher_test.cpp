@@ -215,6 +215,36 @@ TEST_SUITE("dispatcher") {
         }
     }
 
+    TEST_CASE("readwrite stops once a handler closes the socket, even if it opens another") {
+        // The second socket gets the descriptor just freed: the rest of the
+        // poll result belonged to the first one.
+        struct Reopener : Dispatcher {
+            using Dispatcher::Dispatcher;
+            bool reopen = false;
+            int old_fd = -1;
+            int writes = 0;
+            int closes = 0;
+            void handle_read() override {
+                old_fd = fileno();
+                close();
+                if (reopen) create_socket(AF_INET, SOCK_STREAM);
+            }
+            void handle_write() override { ++writes; }
+            void handle_close() override { ++closes; }
+        };
+        for (bool reopen : {false, true}) {
+            CAPTURE(reopen);
+            ChannelMap map;
+            Reopener d(map);
+            d.reopen = reopen;
+            d.create_socket(AF_INET, SOCK_STREAM);
+            asyncore::readwrite(d, POLLIN | POLLOUT | POLLHUP);
+            if (reopen) REQUIRE(d.fileno() == d.old_fd);  // the premise: the descriptor was reused
+            CHECK(d.writes == 0);
+            CHECK(d.closes == 0);
+        }
+    }
+
     TEST_CASE("the helpers turn every disconnect errno into handle_close, not handle_error") {
         for (int err : {ECONNRESET, ENOTCONN, ESHUTDOWN, ECONNABORTED, EPIPE, EBADF}) {
             CAPTURE(err);
