@@ -191,7 +191,11 @@ class Dispatcher {
     /// Urgent data: SO_ERROR set -> handle_close(), else handle_expt().
     virtual void handle_expt_event();
     /// Checks SO_ERROR (nonzero: throws std::system_error), then runs
-    /// handle_connect() and only then sets connected().
+    /// handle_connect() and only then sets connected(). If handle_connect()
+    /// closed the channel or replaced its socket (a redial), the channel is
+    /// not marked connected and the event that brought the connect ends
+    /// there: no handle_read()/handle_write() for a socket that is gone
+    /// (Python's asyncore would still run them).
     virtual void handle_connect_event();
 
     // -- Hooks. The defaults are asyncore's: log a warning (handle_close also closes).
@@ -284,7 +288,8 @@ void read(Dispatcher& d);
 void write(Dispatcher& d);
 void exception(Dispatcher& d);
 /// Dispatches poll(2) revents: POLLIN read, POLLOUT write, POLLPRI urgent,
-/// POLLHUP/POLLERR/POLLNVAL close. Stops once `d` is closed.
+/// POLLHUP/POLLERR/POLLNVAL close. Stops once a handler closed `d`'s
+/// socket, even if it then opened another on the same descriptor.
 void readwrite(Dispatcher& d, int poll_flags);
 
 }  // namespace asyncore
