@@ -30,16 +30,18 @@ struct FileState {
     bool writing = false;
 
     ~FileState() { close(); }
-    // A waiting task is woken with EBADF (its IoReady completes and the
-    // retried system call reports it).
-    void close() noexcept {
+    // Gives up the descriptor: a waiting task is woken, finds fd < 0 and
+    // fails with EBADF. Returns the descriptor (-1 if none).
+    int detach() noexcept {
         for (IoWatch* w : {&read_watch, &write_watch}) {
             IoWaiter* waiter = w->waiter();
             w->close();
             if (waiter != nullptr) waiter->task->complete(*waiter);
         }
-        if (fd >= 0) ::close(fd);
-        fd = -1;
+        return std::exchange(fd, -1);
+    }
+    void close() noexcept {
+        if (int old = detach(); old >= 0) ::close(old);
     }
 };
 
@@ -64,9 +66,12 @@ bool would_block(int err) {
     return err == EAGAIN || err == EWOULDBLOCK || err == EINTR;
 }
 
-FileState& live(const std::unique_ptr<FileState>& s) {
+// An operation holds the state for its whole life: the AsyncFile may be
+// closed, replaced or destroyed while it waits, and the operation still
+// reads the state when it resumes (or unwinds after terminate()).
+std::shared_ptr<FileState> live(const std::shared_ptr<FileState>& s) {
     if (!s || s->fd < 0) throw_errno(EBADF, "AsyncFile");
-    return *s;
+    return s;
 }
 
 }  // namespace
@@ -76,7 +81,7 @@ using detail::FileState;
 
 AsyncFile::AsyncFile() noexcept = default;
 
-AsyncFile::AsyncFile(int fd) : s_(std::make_unique<FileState>()) {
+AsyncFile::AsyncFile(int fd) : s_(std::make_shared<FileState>()) {
     s_->fd = fd;
     int flags = ::fcntl(fd, F_GETFL);
     if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) {
@@ -90,8 +95,20 @@ AsyncFile::AsyncFile(int fd) : s_(std::make_unique<FileState>()) {
 }
 
 AsyncFile::AsyncFile(AsyncFile&&) noexcept = default;
-AsyncFile& AsyncFile::operator=(AsyncFile&&) noexcept = default;
-AsyncFile::~AsyncFile() = default;
+
+// The old state may outlive this object in a waiting operation: close it
+// now so that the operation wakes.
+AsyncFile& AsyncFile::operator=(AsyncFile&& o) noexcept {
+    if (this != &o) {
+        close();
+        s_ = std::move(o.s_);
+    }
+    return *this;
+}
+
+AsyncFile::~AsyncFile() {
+    close();
+}
 
 int AsyncFile::fd() const noexcept {
     return s_ ? s_->fd : -1;
@@ -102,10 +119,7 @@ void AsyncFile::close() noexcept {
 }
 
 int AsyncFile::release() noexcept {
-    if (!s_) return -1;
-    s_->read_watch.close();
-    s_->write_watch.close();
-    return std::exchange(s_->fd, -1);
+    return s_ ? s_->detach() : -1;
 }
 
 void AsyncFile::settimeout(Timeout timeout) noexcept {
@@ -113,7 +127,8 @@ void AsyncFile::settimeout(Timeout timeout) noexcept {
 }
 
 Task<std::string> AsyncFile::read(std::size_t size, bool full) {
-    FileState& s = detail::live(s_);
+    std::shared_ptr<FileState> held = detail::live(s_);
+    FileState& s = *held;
     detail::Claim claim(s.reading);
     std::string out = std::move(s.buffered);
     s.buffered.clear();
@@ -137,7 +152,8 @@ Task<std::string> AsyncFile::read(std::size_t size, bool full) {
 }
 
 Task<std::size_t> AsyncFile::write(std::string_view data, bool full) {
-    FileState& s = detail::live(s_);
+    std::shared_ptr<FileState> held = detail::live(s_);
+    FileState& s = *held;
     detail::Claim claim(s.writing);
     std::size_t done = 0;
     while (done < data.size()) {
@@ -176,7 +192,8 @@ Task<void> skip_line(FileState& s) {
 }  // namespace
 
 Task<std::string> AsyncFile::readline(std::size_t limit) {
-    FileState& s = detail::live(s_);
+    std::shared_ptr<FileState> held = detail::live(s_);
+    FileState& s = *held;
     std::string line = std::move(s.buffered);
     s.buffered.clear();
     std::size_t scanned = 0;

@@ -25,6 +25,9 @@ struct FileState;
 /// tasks. Each operation tries the system call first and waits for
 /// readiness only on EAGAIN; waits take the file's timeout (TimeoutError)
 /// and are cancellable. One read and one write may be pending at once.
+/// Closing, releasing, destroying or assigning over the file wakes a task
+/// waiting in one of its operations with EBADF (std::system_error); the
+/// operation touches nothing of the file afterwards.
 /// Regular files are always "ready" to the kernel: use run_in_thread for
 /// those if their reads may block on a slow disk.
 class AsyncFile {
@@ -33,14 +36,17 @@ class AsyncFile {
     /// Takes ownership of `fd` and makes it non-blocking.
     explicit AsyncFile(int fd);
     AsyncFile(AsyncFile&&) noexcept;
+    /// Closes the descriptor held here first (as close()).
     AsyncFile& operator=(AsyncFile&&) noexcept;
+    /// Closes the descriptor (as close()).
     ~AsyncFile();
 
     int fd() const noexcept;
     explicit operator bool() const noexcept { return fd() >= 0; }
     /// Closes the descriptor; a task still waiting on it fails with EBADF.
     void close() noexcept;
-    /// Gives up the descriptor without closing it (-1 if none).
+    /// Gives up the descriptor without closing it (-1 if none); a task still
+    /// waiting on it fails with EBADF.
     int release() noexcept;
     void settimeout(Timeout timeout) noexcept;
 
@@ -55,7 +61,8 @@ class AsyncFile {
     Task<std::string> readline(std::size_t limit = 65536);
 
   private:
-    std::unique_ptr<detail::FileState> s_;
+    /// Shared with the operations in progress, which may outlive this object.
+    std::shared_ptr<detail::FileState> s_;
 };
 
 /// pycos' AsyncPipe: a subprocess (posix_spawn, PATH searched) whose stdin,
