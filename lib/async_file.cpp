@@ -232,6 +232,26 @@ struct Pipe {
     }
 };
 
+}  // namespace
+
+namespace detail {
+
+// The child, shared with the wait() calls in progress: the AsyncPipe may be
+// destroyed (or moved) while they wait.
+struct ChildState {
+    int pid = -1;
+    int pidfd = -1;
+    int status = -1;    ///< decoded, once reaped
+    bool gone = false;  ///< the AsyncPipe was destroyed; the pid may be reused
+    ~ChildState() {
+        if (pidfd >= 0) ::close(pidfd);
+    }
+};
+
+}  // namespace detail
+
+namespace {
+
 int decode_status(int status) {
     if (WIFEXITED(status)) return WEXITSTATUS(status);
     if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
@@ -263,7 +283,8 @@ AsyncPipe::AsyncPipe(std::vector<std::string> argv, AsyncFile input) {
     for (auto& a : argv)
         args.push_back(a.data());
     args.push_back(nullptr);
-    int rc = ::posix_spawnp(&pid_, args[0], &fa, nullptr, args.data(), environ);
+    pid_t pid = -1;
+    int rc = ::posix_spawnp(&pid, args[0], &fa, nullptr, args.data(), environ);
     posix_spawn_file_actions_destroy(&fa);
     ::close(child_in);
     ::close(out_pipe.w);
@@ -276,23 +297,26 @@ AsyncPipe::AsyncPipe(std::vector<std::string> argv, AsyncFile input) {
     if (in_pipe.w >= 0) in_ = AsyncFile(in_pipe.w);
     out_ = AsyncFile(out_pipe.r);
     err_ = AsyncFile(err_pipe.r);
-    pidfd_ = static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0));
+    child_ = std::make_shared<detail::ChildState>();
+    child_->pid = pid;
+    child_->pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
 }
 
-AsyncPipe::AsyncPipe(AsyncPipe&& o) noexcept
-    : pid_(std::exchange(o.pid_, -1)),
-      pidfd_(std::exchange(o.pidfd_, -1)),
-      status_(o.status_),
-      in_(std::move(o.in_)),
-      out_(std::move(o.out_)),
-      err_(std::move(o.err_)) {}
+AsyncPipe::AsyncPipe(AsyncPipe&&) noexcept = default;
 
+// A wait() in progress wakes by itself: the pidfd of a reaped child is
+// readable, and it stays open as long as the wait holds the child.
 AsyncPipe::~AsyncPipe() {
-    if (pid_ > 0 && status_ < 0) {
-        ::kill(pid_, SIGKILL);
-        ::waitpid(pid_, nullptr, 0);
+    if (!child_) return;
+    if (child_->status < 0) {
+        ::kill(child_->pid, SIGKILL);
+        ::waitpid(child_->pid, nullptr, 0);
     }
-    if (pidfd_ >= 0) ::close(pidfd_);
+    child_->gone = true;
+}
+
+int AsyncPipe::pid() const noexcept {
+    return child_ ? child_->pid : -1;
 }
 
 // The pidfd becomes readable when the child exits; without one (kernels
@@ -301,18 +325,21 @@ Task<int> AsyncPipe::wait(Timeout timeout) {
     using Clock = std::chrono::steady_clock;
     std::optional<Clock::time_point> deadline;
     if (timeout) deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(*timeout);
+    std::shared_ptr<detail::ChildState> child = child_;
     detail::IoWatch exited;
-    exited.bind(pidfd_, EV_READ);
-    while (status_ < 0) {
+    if (child) exited.bind(child->pidfd, EV_READ);
+    for (;;) {
+        if (!child || child->gone) throw_errno(EBADF, "wait");
+        if (child->status >= 0) break;
         int status = 0;
-        pid_t r = ::waitpid(pid_, &status, WNOHANG);
-        if (r == pid_) {
-            status_ = decode_status(status);
+        pid_t r = ::waitpid(child->pid, &status, WNOHANG);
+        if (r == child->pid) {
+            child->status = decode_status(status);
             break;
         }
         if (r < 0 && errno != EINTR) throw_errno(errno, "waitpid");
         if (deadline && Clock::now() >= *deadline) throw TimeoutError();
-        if (pidfd_ >= 0) {
+        if (child->pidfd >= 0) {
             Timeout left;
             if (deadline) left = *deadline - Clock::now();
             co_await detail::IoReady(exited, left);
@@ -320,7 +347,7 @@ Task<int> AsyncPipe::wait(Timeout timeout) {
             co_await sleep(std::chrono::milliseconds(10));
         }
     }
-    co_return status_;
+    co_return child->status;
 }
 
 Task<AsyncPipe::Output> AsyncPipe::communicate(std::string input, Timeout timeout) {

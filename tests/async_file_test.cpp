@@ -350,4 +350,28 @@ TEST_SUITE("async_file") {
             map, [&] { return waiter.done() && d.done(); }, 2s));
         CHECK(code == std::errc::bad_file_descriptor);
     }
+
+    TEST_CASE("destroying an AsyncPipe wakes a task waiting for its exit with EBADF") {
+        ChannelMap map;
+        auto pipe = std::make_unique<AsyncPipe>(std::vector<std::string>{"sleep", "5"});
+        std::error_code code;
+        auto wait_exit = [&](AsyncPipe& p) -> Task<void> {
+            try {
+                co_await p.wait();
+            } catch (const std::system_error& e) {
+                code = e.code();
+            }
+        };
+        auto waiter = asyncore::spawn(wait_exit(*pipe), map);
+        test::run_passes(map, 2);
+        REQUIRE_FALSE(waiter.done());
+        auto dropper = [&]() -> Task<void> {
+            pipe.reset();
+            co_return;
+        };
+        auto d = asyncore::spawn(dropper(), map);
+        REQUIRE(test::run_until(
+            map, [&] { return waiter.done() && d.done(); }, 2s));
+        CHECK(code == std::errc::bad_file_descriptor);
+    }
 }

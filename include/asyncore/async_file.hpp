@@ -19,7 +19,8 @@ namespace asyncore {
 
 namespace detail {
 struct FileState;
-}
+struct ChildState;
+}  // namespace detail
 
 /// pycos' AsyncFile: a non-blocking descriptor (pipe, tty, socket, FIFO) for
 /// tasks. Each operation tries the system call first and waits for
@@ -78,7 +79,7 @@ class AsyncPipe {
     /// Kills (SIGKILL) and reaps a child still running.
     ~AsyncPipe();
 
-    int pid() const noexcept { return pid_; }
+    int pid() const noexcept;
     AsyncFile& stdin_file() noexcept { return in_; }
     AsyncFile& stdout_file() noexcept { return out_; }
     AsyncFile& stderr_file() noexcept { return err_; }
@@ -95,13 +96,14 @@ class AsyncPipe {
     /// handed away. `timeout` bounds each read, write and the final wait
     /// (TimeoutError). The AsyncPipe must outlive the call.
     Task<Output> communicate(std::string input = {}, Timeout timeout = std::nullopt);
-    /// Waits for the child to exit: its exit code, or 128 + signal.
+    /// Waits for the child to exit: its exit code, or 128 + signal. A task
+    /// waiting here when the AsyncPipe is destroyed fails with EBADF, as does
+    /// a wait on a moved-from AsyncPipe.
     Task<int> wait(Timeout timeout = std::nullopt);
 
   private:
-    int pid_ = -1;
-    int pidfd_ = -1;
-    int status_ = -1;
+    /// Shared with the wait() calls in progress, which may outlive this object.
+    std::shared_ptr<detail::ChildState> child_;
     AsyncFile in_, out_, err_;
 };
 
