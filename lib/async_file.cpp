@@ -30,16 +30,18 @@ struct FileState {
     bool writing = false;
 
     ~FileState() { close(); }
-    // A waiting task is woken with EBADF (its IoReady completes and the
-    // retried system call reports it).
-    void close() noexcept {
+    // Gives up the descriptor: a waiting task is woken, finds fd < 0 and
+    // fails with EBADF. Returns the descriptor (-1 if none).
+    int detach() noexcept {
         for (IoWatch* w : {&read_watch, &write_watch}) {
             IoWaiter* waiter = w->waiter();
             w->close();
             if (waiter != nullptr) waiter->task->complete(*waiter);
         }
-        if (fd >= 0) ::close(fd);
-        fd = -1;
+        return std::exchange(fd, -1);
+    }
+    void close() noexcept {
+        if (int old = detach(); old >= 0) ::close(old);
     }
 };
 
@@ -64,9 +66,12 @@ bool would_block(int err) {
     return err == EAGAIN || err == EWOULDBLOCK || err == EINTR;
 }
 
-FileState& live(const std::unique_ptr<FileState>& s) {
+// An operation holds the state for its whole life: the AsyncFile may be
+// closed, replaced or destroyed while it waits, and the operation still
+// reads the state when it resumes (or unwinds after terminate()).
+std::shared_ptr<FileState> live(const std::shared_ptr<FileState>& s) {
     if (!s || s->fd < 0) throw_errno(EBADF, "AsyncFile");
-    return *s;
+    return s;
 }
 
 }  // namespace
@@ -76,7 +81,7 @@ using detail::FileState;
 
 AsyncFile::AsyncFile() noexcept = default;
 
-AsyncFile::AsyncFile(int fd) : s_(std::make_unique<FileState>()) {
+AsyncFile::AsyncFile(int fd) : s_(std::make_shared<FileState>()) {
     s_->fd = fd;
     int flags = ::fcntl(fd, F_GETFL);
     if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) {
@@ -90,8 +95,20 @@ AsyncFile::AsyncFile(int fd) : s_(std::make_unique<FileState>()) {
 }
 
 AsyncFile::AsyncFile(AsyncFile&&) noexcept = default;
-AsyncFile& AsyncFile::operator=(AsyncFile&&) noexcept = default;
-AsyncFile::~AsyncFile() = default;
+
+// The old state may outlive this object in a waiting operation: close it
+// now so that the operation wakes.
+AsyncFile& AsyncFile::operator=(AsyncFile&& o) noexcept {
+    if (this != &o) {
+        close();
+        s_ = std::move(o.s_);
+    }
+    return *this;
+}
+
+AsyncFile::~AsyncFile() {
+    close();
+}
 
 int AsyncFile::fd() const noexcept {
     return s_ ? s_->fd : -1;
@@ -102,10 +119,7 @@ void AsyncFile::close() noexcept {
 }
 
 int AsyncFile::release() noexcept {
-    if (!s_) return -1;
-    s_->read_watch.close();
-    s_->write_watch.close();
-    return std::exchange(s_->fd, -1);
+    return s_ ? s_->detach() : -1;
 }
 
 void AsyncFile::settimeout(Timeout timeout) noexcept {
@@ -113,7 +127,8 @@ void AsyncFile::settimeout(Timeout timeout) noexcept {
 }
 
 Task<std::string> AsyncFile::read(std::size_t size, bool full) {
-    FileState& s = detail::live(s_);
+    std::shared_ptr<FileState> held = detail::live(s_);
+    FileState& s = *held;
     detail::Claim claim(s.reading);
     std::string out = std::move(s.buffered);
     s.buffered.clear();
@@ -137,7 +152,8 @@ Task<std::string> AsyncFile::read(std::size_t size, bool full) {
 }
 
 Task<std::size_t> AsyncFile::write(std::string_view data, bool full) {
-    FileState& s = detail::live(s_);
+    std::shared_ptr<FileState> held = detail::live(s_);
+    FileState& s = *held;
     detail::Claim claim(s.writing);
     std::size_t done = 0;
     while (done < data.size()) {
@@ -176,7 +192,8 @@ Task<void> skip_line(FileState& s) {
 }  // namespace
 
 Task<std::string> AsyncFile::readline(std::size_t limit) {
-    FileState& s = detail::live(s_);
+    std::shared_ptr<FileState> held = detail::live(s_);
+    FileState& s = *held;
     std::string line = std::move(s.buffered);
     s.buffered.clear();
     std::size_t scanned = 0;
@@ -215,6 +232,26 @@ struct Pipe {
     }
 };
 
+}  // namespace
+
+namespace detail {
+
+// The child, shared with the wait() calls in progress: the AsyncPipe may be
+// destroyed (or moved) while they wait.
+struct ChildState {
+    int pid = -1;
+    int pidfd = -1;
+    int status = -1;    ///< decoded, once reaped
+    bool gone = false;  ///< the AsyncPipe was destroyed; the pid may be reused
+    ~ChildState() {
+        if (pidfd >= 0) ::close(pidfd);
+    }
+};
+
+}  // namespace detail
+
+namespace {
+
 int decode_status(int status) {
     if (WIFEXITED(status)) return WEXITSTATUS(status);
     if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
@@ -246,7 +283,8 @@ AsyncPipe::AsyncPipe(std::vector<std::string> argv, AsyncFile input) {
     for (auto& a : argv)
         args.push_back(a.data());
     args.push_back(nullptr);
-    int rc = ::posix_spawnp(&pid_, args[0], &fa, nullptr, args.data(), environ);
+    pid_t pid = -1;
+    int rc = ::posix_spawnp(&pid, args[0], &fa, nullptr, args.data(), environ);
     posix_spawn_file_actions_destroy(&fa);
     ::close(child_in);
     ::close(out_pipe.w);
@@ -259,23 +297,26 @@ AsyncPipe::AsyncPipe(std::vector<std::string> argv, AsyncFile input) {
     if (in_pipe.w >= 0) in_ = AsyncFile(in_pipe.w);
     out_ = AsyncFile(out_pipe.r);
     err_ = AsyncFile(err_pipe.r);
-    pidfd_ = static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0));
+    child_ = std::make_shared<detail::ChildState>();
+    child_->pid = pid;
+    child_->pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
 }
 
-AsyncPipe::AsyncPipe(AsyncPipe&& o) noexcept
-    : pid_(std::exchange(o.pid_, -1)),
-      pidfd_(std::exchange(o.pidfd_, -1)),
-      status_(o.status_),
-      in_(std::move(o.in_)),
-      out_(std::move(o.out_)),
-      err_(std::move(o.err_)) {}
+AsyncPipe::AsyncPipe(AsyncPipe&&) noexcept = default;
 
+// A wait() in progress wakes by itself: the pidfd of a reaped child is
+// readable, and it stays open as long as the wait holds the child.
 AsyncPipe::~AsyncPipe() {
-    if (pid_ > 0 && status_ < 0) {
-        ::kill(pid_, SIGKILL);
-        ::waitpid(pid_, nullptr, 0);
+    if (!child_) return;
+    if (child_->status < 0) {
+        ::kill(child_->pid, SIGKILL);
+        ::waitpid(child_->pid, nullptr, 0);
     }
-    if (pidfd_ >= 0) ::close(pidfd_);
+    child_->gone = true;
+}
+
+int AsyncPipe::pid() const noexcept {
+    return child_ ? child_->pid : -1;
 }
 
 // The pidfd becomes readable when the child exits; without one (kernels
@@ -284,18 +325,21 @@ Task<int> AsyncPipe::wait(Timeout timeout) {
     using Clock = std::chrono::steady_clock;
     std::optional<Clock::time_point> deadline;
     if (timeout) deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(*timeout);
+    std::shared_ptr<detail::ChildState> child = child_;
     detail::IoWatch exited;
-    exited.bind(pidfd_, EV_READ);
-    while (status_ < 0) {
+    if (child) exited.bind(child->pidfd, EV_READ);
+    for (;;) {
+        if (!child || child->gone) throw_errno(EBADF, "wait");
+        if (child->status >= 0) break;
         int status = 0;
-        pid_t r = ::waitpid(pid_, &status, WNOHANG);
-        if (r == pid_) {
-            status_ = decode_status(status);
+        pid_t r = ::waitpid(child->pid, &status, WNOHANG);
+        if (r == child->pid) {
+            child->status = decode_status(status);
             break;
         }
         if (r < 0 && errno != EINTR) throw_errno(errno, "waitpid");
         if (deadline && Clock::now() >= *deadline) throw TimeoutError();
-        if (pidfd_ >= 0) {
+        if (child->pidfd >= 0) {
             Timeout left;
             if (deadline) left = *deadline - Clock::now();
             co_await detail::IoReady(exited, left);
@@ -303,7 +347,7 @@ Task<int> AsyncPipe::wait(Timeout timeout) {
             co_await sleep(std::chrono::milliseconds(10));
         }
     }
-    co_return status_;
+    co_return child->status;
 }
 
 Task<AsyncPipe::Output> AsyncPipe::communicate(std::string input, Timeout timeout) {

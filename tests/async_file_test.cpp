@@ -9,7 +9,9 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <system_error>
 #include <thread>
+#include <vector>
 
 #include "support/fixtures.hpp"
 #include "support/task_fixtures.hpp"
@@ -26,6 +28,51 @@ std::pair<AsyncFile, AsyncFile> async_pipe() {
     int fds[2];
     REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
     return {AsyncFile(fds[0]), AsyncFile(fds[1])};
+}
+
+enum class Op { read, readline, write };
+enum class Drop { destroy, replace, release };
+
+// A pipe with a task about to block on one end: the read end of an empty
+// pipe, or the write end of a full one. The other end stays open.
+struct BlockedEnd {
+    explicit BlockedEnd(Op op) : op(op) {
+        auto [r, w] = async_pipe();
+        bool writes = op == Op::write;
+        waited = std::make_unique<AsyncFile>(std::move(writes ? w : r));
+        other = std::move(writes ? r : w);
+        if (writes) {
+            std::string chunk(65536, 'x');
+            while (::write(waited->fd(), chunk.data(), chunk.size()) > 0) {
+            }
+        }
+    }
+    Op op;
+    std::unique_ptr<AsyncFile> waited;
+    AsyncFile other;
+};
+
+// Runs `op` on `f` and records the error it ends with.
+Task<void> wait_on(AsyncFile& f, Op op, std::error_code& code) {
+    try {
+        if (op == Op::read) co_await f.read(10);
+        if (op == Op::readline) co_await f.readline();
+        if (op == Op::write) co_await f.write("more");
+    } catch (const std::system_error& e) {
+        code = e.code();
+    }
+}
+
+// Destroys, replaces or releases `owned` (a released descriptor is closed
+// once it has been checked to be still open).
+void drop(std::unique_ptr<AsyncFile>& owned, Drop how) {
+    if (how == Drop::destroy) owned.reset();
+    if (how == Drop::replace) *owned = async_pipe().first;
+    if (how == Drop::release) {
+        int fd = owned->release();
+        CHECK(::fcntl(fd, F_GETFD) >= 0);
+        ::close(fd);
+    }
 }
 
 template <class F>
@@ -239,5 +286,92 @@ TEST_SUITE("async_file") {
             CHECK_FALSE(map.has_work());
         }
         CHECK(test::open_fds() == before);
+    }
+
+    TEST_CASE("a file destroyed, replaced or released under a waiting task wakes it with EBADF") {
+        for (Op op : {Op::read, Op::readline, Op::write}) {
+            for (Drop how : {Drop::destroy, Drop::replace, Drop::release}) {
+                CAPTURE(static_cast<int>(op));
+                CAPTURE(static_cast<int>(how));
+                ChannelMap map;
+                BlockedEnd end(op);
+                std::error_code code;
+                auto waiter = asyncore::spawn(wait_on(*end.waited, op, code), map);
+                test::run_passes(map, 2);
+                REQUIRE_FALSE(waiter.done());
+                auto dropper = [&]() -> Task<void> {
+                    drop(end.waited, how);
+                    co_return;
+                };
+                auto d = asyncore::spawn(dropper(), map);
+                REQUIRE(test::run_until(
+                    map, [&] { return waiter.done() && d.done(); }, 2s));
+                CHECK(code == std::errc::bad_file_descriptor);
+                CHECK_FALSE(map.has_work());
+            }
+        }
+    }
+
+    TEST_CASE("a file destroyed after terminate() and before its waiting task unwinds is safe") {
+        // terminate() queues the task's resumption: the file goes away
+        // first, as when a supervisor stops a reader and drops its pipe.
+        for (Op op : {Op::read, Op::readline, Op::write}) {
+            for (Drop how : {Drop::destroy, Drop::replace}) {
+                CAPTURE(static_cast<int>(op));
+                CAPTURE(static_cast<int>(how));
+                ChannelMap map;
+                BlockedEnd end(op);
+                std::error_code code;
+                auto waiter = asyncore::spawn(wait_on(*end.waited, op, code), map);
+                test::run_passes(map, 2);
+                REQUIRE_FALSE(waiter.done());
+                waiter.terminate();
+                drop(end.waited, how);
+                REQUIRE(test::run_until(
+                    map, [&] { return waiter.done(); }, 2s));
+                CHECK(code == asyncore::errc::cancelled);
+            }
+        }
+    }
+
+    TEST_CASE("destroying an AsyncPipe wakes a task reading its stdout with EBADF") {
+        ChannelMap map;
+        auto pipe = std::make_unique<AsyncPipe>(std::vector<std::string>{"sleep", "5"});
+        std::error_code code;
+        auto waiter = asyncore::spawn(wait_on(pipe->stdout_file(), Op::read, code), map);
+        test::run_passes(map, 2);
+        REQUIRE_FALSE(waiter.done());
+        auto dropper = [&]() -> Task<void> {
+            pipe.reset();
+            co_return;
+        };
+        auto d = asyncore::spawn(dropper(), map);
+        REQUIRE(test::run_until(
+            map, [&] { return waiter.done() && d.done(); }, 2s));
+        CHECK(code == std::errc::bad_file_descriptor);
+    }
+
+    TEST_CASE("destroying an AsyncPipe wakes a task waiting for its exit with EBADF") {
+        ChannelMap map;
+        auto pipe = std::make_unique<AsyncPipe>(std::vector<std::string>{"sleep", "5"});
+        std::error_code code;
+        auto wait_exit = [&](AsyncPipe& p) -> Task<void> {
+            try {
+                co_await p.wait();
+            } catch (const std::system_error& e) {
+                code = e.code();
+            }
+        };
+        auto waiter = asyncore::spawn(wait_exit(*pipe), map);
+        test::run_passes(map, 2);
+        REQUIRE_FALSE(waiter.done());
+        auto dropper = [&]() -> Task<void> {
+            pipe.reset();
+            co_return;
+        };
+        auto d = asyncore::spawn(dropper(), map);
+        REQUIRE(test::run_until(
+            map, [&] { return waiter.done() && d.done(); }, 2s));
+        CHECK(code == std::errc::bad_file_descriptor);
     }
 }

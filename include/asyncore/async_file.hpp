@@ -19,12 +19,16 @@ namespace asyncore {
 
 namespace detail {
 struct FileState;
-}
+struct ChildState;
+}  // namespace detail
 
 /// pycos' AsyncFile: a non-blocking descriptor (pipe, tty, socket, FIFO) for
 /// tasks. Each operation tries the system call first and waits for
 /// readiness only on EAGAIN; waits take the file's timeout (TimeoutError)
 /// and are cancellable. One read and one write may be pending at once.
+/// Closing, releasing, destroying or assigning over the file wakes a task
+/// waiting in one of its operations with EBADF (std::system_error); the
+/// operation touches nothing of the file afterwards.
 /// Regular files are always "ready" to the kernel: use run_in_thread for
 /// those if their reads may block on a slow disk.
 class AsyncFile {
@@ -33,14 +37,17 @@ class AsyncFile {
     /// Takes ownership of `fd` and makes it non-blocking.
     explicit AsyncFile(int fd);
     AsyncFile(AsyncFile&&) noexcept;
+    /// Closes the descriptor held here first (as close()).
     AsyncFile& operator=(AsyncFile&&) noexcept;
+    /// Closes the descriptor (as close()).
     ~AsyncFile();
 
     int fd() const noexcept;
     explicit operator bool() const noexcept { return fd() >= 0; }
     /// Closes the descriptor; a task still waiting on it fails with EBADF.
     void close() noexcept;
-    /// Gives up the descriptor without closing it (-1 if none).
+    /// Gives up the descriptor without closing it (-1 if none); a task still
+    /// waiting on it fails with EBADF.
     int release() noexcept;
     void settimeout(Timeout timeout) noexcept;
 
@@ -55,7 +62,8 @@ class AsyncFile {
     Task<std::string> readline(std::size_t limit = 65536);
 
   private:
-    std::unique_ptr<detail::FileState> s_;
+    /// Shared with the operations in progress, which may outlive this object.
+    std::shared_ptr<detail::FileState> s_;
 };
 
 /// pycos' AsyncPipe: a subprocess (posix_spawn, PATH searched) whose stdin,
@@ -71,7 +79,7 @@ class AsyncPipe {
     /// Kills (SIGKILL) and reaps a child still running.
     ~AsyncPipe();
 
-    int pid() const noexcept { return pid_; }
+    int pid() const noexcept;
     AsyncFile& stdin_file() noexcept { return in_; }
     AsyncFile& stdout_file() noexcept { return out_; }
     AsyncFile& stderr_file() noexcept { return err_; }
@@ -88,13 +96,14 @@ class AsyncPipe {
     /// handed away. `timeout` bounds each read, write and the final wait
     /// (TimeoutError). The AsyncPipe must outlive the call.
     Task<Output> communicate(std::string input = {}, Timeout timeout = std::nullopt);
-    /// Waits for the child to exit: its exit code, or 128 + signal.
+    /// Waits for the child to exit: its exit code, or 128 + signal. A task
+    /// waiting here when the AsyncPipe is destroyed fails with EBADF, as does
+    /// a wait on a moved-from AsyncPipe.
     Task<int> wait(Timeout timeout = std::nullopt);
 
   private:
-    int pid_ = -1;
-    int pidfd_ = -1;
-    int status_ = -1;
+    /// Shared with the wait() calls in progress, which may outlive this object.
+    std::shared_ptr<detail::ChildState> child_;
     AsyncFile in_, out_, err_;
 };
 
