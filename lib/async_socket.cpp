@@ -452,6 +452,9 @@ void SocketStateDeleter::operator()(SocketState* s) const noexcept {
 }
 
 void SocketOp::release() noexcept {
+    if (code == Code::accept && state->tls_fields && state->tls_fields->accepting == this) {
+        state->tls_fields->accepting = nullptr;
+    }
     if (is_read(code)) state->reading = false;
     if (is_write(code)) state->writing = false;
     claimed = false;

@@ -117,6 +117,7 @@ bool start_accept_handshake(SocketOp& op, int fd) noexcept {
         f.handshake_timeout = op.state->handshake_timeout();
         f.session = std::make_unique<TlsSession>(*f.ctx, fd, true, std::string());
         op.tls_part().conn.reset(conn.release());
+        op.state->tls_fields->accepting = &op;
     } catch (const TlsError& e) {
         return fail_tls(op, static_cast<errc>(e.code().value()), e.reason().c_str());
     } catch (const std::bad_alloc&) {

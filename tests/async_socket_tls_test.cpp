@@ -10,12 +10,14 @@
 #include <asyncore/dispatcher_with_send.hpp>
 #include <asyncore/tls.hpp>
 
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <exception>
+#include <memory>
 #include <string>
 #include <thread>
 #include <utility>
@@ -173,6 +175,50 @@ class DispatcherEchoServer : public Dispatcher {
   private:
     TlsContext ctx_;
 };
+
+/// A TCP client that connects to `addr` and sends nothing: an accept() over
+/// TLS then waits in its handshake for a ClientHello that never comes.
+Socket silent_client(const Address& addr) {
+    Socket c = Socket::create(addr.family(), SOCK_STREAM);
+    c.set_nonblocking(false);  // connected, and queued at the listener, on return
+    REQUIRE(::connect(c.fd(), addr.native(), addr.native_size()) == 0);
+    return c;
+}
+
+/// Whether a connection is waiting in `listener`'s accept queue.
+bool connection_queued(const AsyncSocket& listener) {
+    pollfd p{listener.fd(), POLLIN, 0};
+    return ::poll(&p, 1, 0) == 1;
+}
+
+/// Connects a silent client to `listener`, whose accept() already waits in
+/// a task on `map`, and runs `map` until that accept() took the connection
+/// and waits in its handshake on it.
+Socket handshaking_accept(ChannelMap& map, const AsyncSocket& listener) {
+    test::run_passes(map, 2);
+    Socket client = silent_client(listener.local_address());
+    REQUIRE(test::run_until(map, [&] { return !connection_queued(listener); }));
+    test::run_passes(map, 2);
+    return client;
+}
+
+bool timed_out(std::exception_ptr e) {
+    try {
+        if (e) std::rethrow_exception(e);
+    } catch (const TimeoutError&) {
+        return true;
+    } catch (...) {
+    }
+    return false;
+}
+
+/// Whether the server end of `client` was closed: EOF, within the watchdog.
+bool peer_closed(const Socket& client) {
+    pollfd p{client.fd(), POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(test::watchdog / 1ms)) != 1) return false;
+    char c = 0;
+    return ::recv(client.fd(), &c, 1, MSG_DONTWAIT) == 0;
+}
 
 }  // namespace
 
@@ -583,5 +629,77 @@ TEST_SUITE("tls") {
             co_await writer;
         });
         CHECK(back == data);
+    }
+
+    TEST_CASE(
+        "AsyncSocket: a TLS listener destroyed, closed or replaced while its accept() handshakes "
+        "wakes it with EBADF and closes the half-open connection") {
+        enum class Drop { destroy, close, replace };
+        for (Drop how : {Drop::destroy, Drop::close, Drop::replace}) {
+            CAPTURE(static_cast<int>(how));
+            int fds_before = test::open_fds();
+            {
+                ChannelMap map;
+                auto owned = std::make_unique<AsyncSocket>(tls_listener(AF_INET, server_ctx()));
+                // Shorter than the watchdog: a wake-up that never comes shows
+                // as a timeout (on a freed listener, too) rather than a hang.
+                owned->set_handshake_timeout(500ms);
+                Caught srv;
+                auto accept_one = [&](AsyncSocket& l) -> Task<void> {
+                    co_await catching(l.accept(), srv);
+                };
+                auto drop = [&]() -> Task<void> {
+                    if (how == Drop::destroy) owned.reset();
+                    if (how == Drop::close) owned->close();
+                    if (how == Drop::replace) *owned = AsyncSocket(AF_INET, SOCK_STREAM);
+                    co_return;
+                };
+                auto server = spawn(accept_one(*owned), map);
+                Socket client = handshaking_accept(map, *owned);
+                REQUIRE_FALSE(server.done());
+                auto dropper = spawn(drop(), map);
+                REQUIRE(test::run_until(map, [&] { return server.done() && dropper.done(); }));
+                CHECK_FALSE(srv.timeout);
+                CHECK(srv.code == std::errc::bad_file_descriptor);
+                CHECK(peer_closed(client));
+                CHECK_FALSE(map.has_work());
+            }
+            CHECK(test::open_fds() == fds_before);
+        }
+    }
+
+    TEST_CASE(
+        "AsyncSocket: a TLS listener destroyed after its accept() handshake was terminated (before "
+        "the task unwinds) or timed out is safe and closes the connection") {
+        for (bool timeout : {false, true}) {
+            CAPTURE(timeout);
+            ChannelMap map;
+            auto owned = std::make_unique<AsyncSocket>(tls_listener(AF_INET, server_ctx()));
+            owned->set_handshake_timeout(timeout ? 50ms : 10s);
+            std::exception_ptr error;
+            auto accept_one = [&](AsyncSocket& l) -> Task<void> {
+                try {
+                    co_await l.accept();
+                } catch (...) {
+                    error = std::current_exception();
+                }
+            };
+            Socket client;
+            {
+                auto server = spawn(accept_one(*owned), map);
+                client = handshaking_accept(map, *owned);
+                if (!timeout) {
+                    REQUIRE_FALSE(server.done());
+                    server.terminate();
+                    owned.reset();
+                }
+                REQUIRE(test::run_until(map, [&] { return server.done(); }));
+                CHECK(test::is_cancelled(error) == !timeout);
+                CHECK(timed_out(error) == timeout);
+            }
+            // After a timeout, the listener outlives the task and its operation.
+            owned.reset();
+            CHECK(peer_closed(client));
+        }
     }
 }

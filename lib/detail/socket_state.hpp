@@ -33,6 +33,9 @@ struct TlsFields {
     std::string connect_host;
     std::unique_ptr<TlsSession> session;
     Timeout handshake_timeout = default_handshake_timeout;
+    // A listener's accept() in its handshake: it waits on the accepted
+    // connection's watch, where close() would not find it.
+    SocketOp* accepting = nullptr;
 
     static constexpr std::chrono::seconds default_handshake_timeout{60};
 };
@@ -127,6 +130,14 @@ struct SocketState {
         write_watch.bind(sock.fd(), EV_WRITE);
     }
 
+    // Ends a wait on this socket with EBADF; `op` lets go of this state at
+    // once, as it may be destroyed before the task resumes.
+    static void wake_closed(SocketOp& op) noexcept {
+        op.error = EBADF;
+        orphan(op);
+        op.task->complete(op);
+    }
+
     // A task still waiting on the socket is woken with EBADF rather than
     // left waiting on a descriptor that no longer exists; `self` is an
     // operation closing its own socket, which completes on its own.
@@ -135,10 +146,14 @@ struct SocketState {
             IoWaiter* waiter = w->waiter();
             w->close();
             if (waiter == nullptr || waiter == self) continue;
-            auto& op = static_cast<SocketOp&>(*waiter);
-            op.error = EBADF;
-            orphan(op);
-            waiter->task->complete(*waiter);
+            wake_closed(static_cast<SocketOp&>(*waiter));
+        }
+        // The accept() takes its half-open connection down as it unwinds.
+        if (SocketOp* op = tls_fields ? tls_fields->accepting : nullptr) {
+            if (op->detach_fn != nullptr) {
+                IoWatch::detach(*op);
+                wake_closed(*op);
+            }
         }
         if (TlsSession* session = tls()) {
             session->shutdown();  // one attempt at close_notify; never waits
