@@ -10,6 +10,19 @@
 
 namespace asyncore::detail {
 
+/// Inside a catch block: true if the exception being handled is a
+/// disconnect errno (asyncore's _DISCONNECTED), which means handle_close().
+inline bool handling_disconnect() {
+    try {
+        throw;
+    } catch (const std::system_error& e) {
+        return e.code().category() == std::generic_category() &&
+               is_disconnect_errno(e.code().value());
+    } catch (...) {
+        return false;
+    }
+}
+
 /// Runs `fn` (a handler call on `d`): a disconnect errno becomes
 /// handle_close(), ExitNow propagates, anything else goes to handle_error().
 /// If handle_close() or handle_error() throws in turn, the channel is closed
@@ -20,28 +33,14 @@ void routed(Dispatcher& d, Fn&& fn) {
         fn();
     } catch (const ExitNow&) {
         throw;
-    } catch (const std::system_error& e) {
-        if (e.code().category() == std::generic_category() &&
-            is_disconnect_errno(e.code().value())) {
-            try {
-                d.handle_close();
-            } catch (const ExitNow&) {
-                throw;
-            } catch (...) {
-                d.close();
-            }
-            return;
-        }
-        try {
-            d.handle_error(std::current_exception());
-        } catch (const ExitNow&) {
-            throw;
-        } catch (...) {
-            d.close();
-        }
     } catch (...) {
+        const bool disconnect = handling_disconnect();
         try {
-            d.handle_error(std::current_exception());
+            if (disconnect) {
+                d.handle_close();
+            } else {
+                d.handle_error(std::current_exception());
+            }
         } catch (const ExitNow&) {
             throw;
         } catch (...) {
