@@ -146,6 +146,37 @@ void wait_for_flag(ChannelMap& map, const Strict& d) {
     REQUIRE(test::run_until(map, [&] { return d.flag; }));
 }
 
+// test_asyncore's pattern: a TClient connects to a Server<Handler>, and the
+// test passes once the client's handler set its flag.
+template <class TClient, class Handler = Strict>
+void expect_client_flag(int family) {
+    ChannelMap map;
+    Server<Handler> server(family, map);
+    TClient client(family, map);
+    client.connect(server.address());
+    wait_for_flag(map, client);
+}
+
+// A listener whose unexpected callbacks fail the test.
+struct StrictListener : Strict {
+    StrictListener(int family, ChannelMap& m) : Strict(m) {
+        create_socket(family, SOCK_STREAM);
+        bind(test::loopback(family));
+        listen(5);
+    }
+};
+
+// The same with the roles swapped: a plain Client connects to a TListener,
+// whose handler sets the flag.
+template <class TListener>
+void expect_server_flag(int family) {
+    ChannelMap map;
+    TListener server(family, map);
+    Client client(family, map);
+    client.connect(server.local_address());
+    wait_for_flag(map, server);
+}
+
 // A free TCP port nobody listens on.
 Address refused_address(int family) {
     Socket s = Socket::create(family, SOCK_STREAM);
@@ -367,29 +398,17 @@ TEST_SUITE("dispatcher") {
 
     TEST_CASE_TEMPLATE("handle_accept is called when a client connects", F, test::IPv4, test::IPv6,
                        test::Unix) {
-        struct TestListener : Strict {
-            TestListener(int family, ChannelMap& m) : Strict(m) {
-                create_socket(family, SOCK_STREAM);
-                bind(test::loopback(family));
-                listen(5);
-            }
+        struct TestListener : StrictListener {
+            using StrictListener::StrictListener;
             void handle_accept() override { flag = true; }
         };
-        ChannelMap map;
-        TestListener server(F::value, map);
-        Client client(F::value, map);
-        client.connect(server.local_address());
-        wait_for_flag(map, server);
+        expect_server_flag<TestListener>(F::value);
     }
 
     TEST_CASE_TEMPLATE("handle_accepted is given the new connection", F, test::IPv4, test::IPv6,
                        test::Unix) {
-        struct TestListener : Strict {
-            TestListener(int family, ChannelMap& m) : Strict(m) {
-                create_socket(family, SOCK_STREAM);
-                bind(test::loopback(family));
-                listen(5);
-            }
+        struct TestListener : StrictListener {
+            using StrictListener::StrictListener;
             void handle_accept() override { Dispatcher::handle_accept(); }
             void handle_accepted(Socket sock, const Address& addr) override {
                 CHECK(sock);
@@ -398,11 +417,7 @@ TEST_SUITE("dispatcher") {
                 flag = true;
             }
         };
-        ChannelMap map;
-        TestListener server(F::value, map);
-        Client client(F::value, map);
-        client.connect(server.local_address());
-        wait_for_flag(map, server);
+        expect_server_flag<TestListener>(F::value);
     }
 
     TEST_CASE_TEMPLATE("handle_read is called when data arrives", F, test::IPv4, test::IPv6,
@@ -416,11 +431,7 @@ TEST_SUITE("dispatcher") {
                 send(std::string(1024, 'x'));
             }
         };
-        ChannelMap map;
-        Server<TestHandler> server(F::value, map);
-        TestClient client(F::value, map);
-        client.connect(server.address());
-        wait_for_flag(map, client);
+        expect_client_flag<TestClient, TestHandler>(F::value);
     }
 
     TEST_CASE_TEMPLATE("handle_write is called when the socket can take data", F, test::IPv4,
@@ -429,11 +440,7 @@ TEST_SUITE("dispatcher") {
             using Client::Client;
             void handle_write() override { flag = true; }
         };
-        ChannelMap map;
-        Server<> server(F::value, map);
-        TestClient client(F::value, map);
-        client.connect(server.address());
-        wait_for_flag(map, client);
+        expect_client_flag<TestClient>(F::value);
     }
 
     TEST_CASE_TEMPLATE("handle_close is called when the other end closes", F, test::IPv4,
@@ -483,11 +490,7 @@ TEST_SUITE("dispatcher") {
             }
             bool writable() override { return false; }
         };
-        ChannelMap map;
-        Server<TestHandler> server(F::value, map);
-        TestClient client(F::value, map);
-        client.connect(server.address());
-        wait_for_flag(map, client);
+        expect_client_flag<TestClient, TestHandler>(F::value);
     }
 
     TEST_CASE_TEMPLATE("handle_expt is called when out-of-band data arrives", F, test::IPv4,
@@ -528,11 +531,7 @@ TEST_SUITE("dispatcher") {
                 close();
             }
         };
-        ChannelMap map;
-        Server<> server(F::value, map);
-        TestClient client(F::value, map);
-        client.connect(server.address());
-        wait_for_flag(map, client);
+        expect_client_flag<TestClient>(F::value);
     }
 
     TEST_CASE_TEMPLATE("connection attributes follow the connection's life", F, test::IPv4,
