@@ -75,6 +75,19 @@ void drop(std::unique_ptr<AsyncFile>& owned, Drop how) {
     }
 }
 
+// Runs `drop_it` in a task of its own, as another part of the program would,
+// and runs the map until that task and `waiter` are both done.
+template <class Waiter, class Fn>
+void drop_from_task(ChannelMap& map, const Waiter& waiter, Fn drop_it) {
+    auto dropper = [&]() -> Task<void> {
+        drop_it();
+        co_return;
+    };
+    auto d = asyncore::spawn(dropper(), map);
+    REQUIRE(test::run_until(
+        map, [&] { return waiter.done() && d.done(); }, 2s));
+}
+
 template <class F>
 void run_task(ChannelMap& map, F body) {
     auto t = asyncore::spawn(body(), map);
@@ -299,13 +312,7 @@ TEST_SUITE("async_file") {
                 auto waiter = asyncore::spawn(wait_on(*end.waited, op, code), map);
                 test::run_passes(map, 2);
                 REQUIRE_FALSE(waiter.done());
-                auto dropper = [&]() -> Task<void> {
-                    drop(end.waited, how);
-                    co_return;
-                };
-                auto d = asyncore::spawn(dropper(), map);
-                REQUIRE(test::run_until(
-                    map, [&] { return waiter.done() && d.done(); }, 2s));
+                drop_from_task(map, waiter, [&] { drop(end.waited, how); });
                 CHECK(code == std::errc::bad_file_descriptor);
                 CHECK_FALSE(map.has_work());
             }
@@ -341,13 +348,7 @@ TEST_SUITE("async_file") {
         auto waiter = asyncore::spawn(wait_on(pipe->stdout_file(), Op::read, code), map);
         test::run_passes(map, 2);
         REQUIRE_FALSE(waiter.done());
-        auto dropper = [&]() -> Task<void> {
-            pipe.reset();
-            co_return;
-        };
-        auto d = asyncore::spawn(dropper(), map);
-        REQUIRE(test::run_until(
-            map, [&] { return waiter.done() && d.done(); }, 2s));
+        drop_from_task(map, waiter, [&] { pipe.reset(); });
         CHECK(code == std::errc::bad_file_descriptor);
     }
 
@@ -365,13 +366,7 @@ TEST_SUITE("async_file") {
         auto waiter = asyncore::spawn(wait_exit(*pipe), map);
         test::run_passes(map, 2);
         REQUIRE_FALSE(waiter.done());
-        auto dropper = [&]() -> Task<void> {
-            pipe.reset();
-            co_return;
-        };
-        auto d = asyncore::spawn(dropper(), map);
-        REQUIRE(test::run_until(
-            map, [&] { return waiter.done() && d.done(); }, 2s));
+        drop_from_task(map, waiter, [&] { pipe.reset(); });
         CHECK(code == std::errc::bad_file_descriptor);
     }
 }
