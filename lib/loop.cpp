@@ -402,15 +402,19 @@ void MapCore::run_pass(Duration timeout, bool bounded) {
     // A busy loop's passes mostly have nothing queued: test before calling.
     if (poll_all || !dirty.empty()) refresh_interest();
     ++stats.passes;
+    // EVLOOP_ONCE makes this one pass: each ready event's callback runs
+    // once and event_base_loop() returns. EVLOOP_NONBLOCK alone would go on
+    // polling while anything is ready, and a channel that stays writable
+    // would keep a zero-timeout pass from ever returning.
     int flags = EVLOOP_ONCE;
     if (timeout <= Duration::zero()) {
-        flags = EVLOOP_NONBLOCK;
+        flags |= EVLOOP_NONBLOCK;
     } else if (bounded || poll_all || !dirty.empty()) {
         arm_pass_timer(timeout);
     } else if (!has_work()) {
         // The interest checks closed the last channel: nothing would end
         // an unbounded wait.
-        flags = EVLOOP_NONBLOCK;
+        flags |= EVLOOP_NONBLOCK;
     }
     event_base_loop(base, flags);
     if (!graveyard.empty() || !dead_events.empty()) flush_graveyard();

@@ -16,6 +16,7 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cstddef>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -58,6 +59,21 @@ struct Busy : Dispatcher {
     void handle_write() override { ++writes; }
 };
 
+// A channel that stays writable. As a guard against a pass that never
+// returns, it leaves loop() with ExitNow after `cap` calls (the test then
+// fails on the count instead of hanging); with `close_after` it closes
+// itself after that many calls.
+struct CappedBusy : Busy {
+    using Busy::Busy;
+    int cap = 1000;
+    int close_after = 0;
+    void handle_write() override {
+        ++writes;
+        if (writes == close_after) close();
+        if (writes >= cap) throw asyncore::ExitNow();
+    }
+};
+
 }  // namespace
 
 TEST_SUITE("loop") {
@@ -88,6 +104,69 @@ TEST_SUITE("loop") {
         asyncore::loop(10ms, map, 5);
         CHECK(map.stats().passes - before == 5);
         CHECK(busy.writes == 5);
+    }
+
+    // asyncore.loop(timeout, count=n) and asyncore.poll(0) run each ready
+    // handler once per pass and return after n passes, whatever the timeout:
+    // a program that polls the loop from its own main loop relies on it.
+    TEST_CASE("every timeout and count runs a channel that stays ready once per pass") {
+        for (asyncore::Duration timeout :
+             {asyncore::Duration(0s), asyncore::Duration(10ms), asyncore::Duration(30s)}) {
+            for (std::size_t count : {1, 2, 5}) {
+                CAPTURE(timeout.count());
+                CAPTURE(count);
+                ChannelMap map;
+                auto [a, b] = test::connected_pair(AF_UNIX);
+                CappedBusy busy(std::move(a), map);
+                auto before = map.stats().passes;
+                auto t0 = std::chrono::steady_clock::now();
+                CHECK_NOTHROW(asyncore::loop(timeout, map, count));
+                CHECK(busy.writes == static_cast<int>(count));
+                CHECK(map.stats().passes - before == count);
+                CHECK(seconds_since(t0) < 5.0);  // a ready channel never waits out the timeout
+            }
+        }
+    }
+
+    TEST_CASE("every timeout without a count runs passes until the channel closes itself") {
+        for (asyncore::Duration timeout :
+             {asyncore::Duration(0s), asyncore::Duration(10ms), asyncore::Duration(30s)}) {
+            CAPTURE(timeout.count());
+            ChannelMap map;
+            auto [a, b] = test::connected_pair(AF_UNIX);
+            CappedBusy busy(std::move(a), map);
+            busy.close_after = 4;
+            auto before = map.stats().passes;
+            CHECK_NOTHROW(asyncore::loop(timeout, map));
+            CHECK(busy.writes == 4);
+            CHECK(map.stats().passes - before == 4);
+            CHECK(map.empty());
+        }
+    }
+
+    TEST_CASE("a zero-timeout pass runs each ready channel once and returns") {
+        ChannelMap map;
+        auto [a, b] = test::connected_pair(AF_UNIX);
+        auto [c, d] = test::connected_pair(AF_INET);
+        CappedBusy one(std::move(a), map);
+        CappedBusy two(std::move(c), map);
+        map.run_pass(0s);
+        CHECK(one.writes == 1);
+        CHECK(two.writes == 1);
+        map.run_pass(0s);
+        CHECK(one.writes == 2);
+        CHECK(two.writes == 2);
+    }
+
+    TEST_CASE("a zero-timeout pass with nothing ready returns without running anything") {
+        ChannelMap map;
+        auto [a, b] = test::connected_pair(AF_UNIX);
+        Reader r(std::move(a), map);
+        auto t0 = std::chrono::steady_clock::now();
+        map.run_pass(0s);
+        asyncore::loop(0s, map, 3);
+        CHECK(r.reads == 0);
+        CHECK(seconds_since(t0) < 1.0);
     }
 
     TEST_CASE("a pass never waits past the next timer deadline") {
@@ -135,18 +214,21 @@ TEST_SUITE("loop") {
         ChannelMap map;
         auto loop_thread = std::this_thread::get_id();
         std::thread::id ran_on;
-        std::atomic<bool> posted{false};
+        bool ran = false;  // written and read on the loop thread only
         std::thread other([&] {
             // Give the loop time to start waiting, so the post must wake it.
             std::this_thread::sleep_for(100ms);
-            map.post([&] { ran_on = std::this_thread::get_id(); });
-            posted = true;
+            map.post([&] {
+                ran_on = std::this_thread::get_id();
+                ran = true;
+            });
         });
         auto t0 = std::chrono::steady_clock::now();
-        while (!posted || map.has_work()) {
-            if (seconds_since(t0) > 10) break;
+        // The posted function runs inside a pass: the pass that runs it ends
+        // the loop. (Waiting on a flag the posting thread sets after post()
+        // raced with that pass and could start a 30 s wait nothing ends.)
+        while (!ran && seconds_since(t0) < 10)
             map.run_pass(30s);
-        }
         other.join();
         CHECK(ran_on == loop_thread);
         CHECK(seconds_since(t0) < 10.0);

@@ -88,7 +88,9 @@ class ChannelMap {
 
     /// Runs one pass: waits at most `timeout` (and never past the next timer)
     /// for readiness, then runs every handler, timer and posted function that
-    /// became due. A zero timeout polls. loop() is a sequence of passes.
+    /// became due, each once, and returns. A zero timeout polls (asyncore's
+    /// poll(0)): it never waits, and returns even if a channel stays ready.
+    /// loop() is a sequence of passes.
     void run_pass(Duration timeout);
 
     /// By default only channels that ran a handler, had a method called or
