@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <string>
+#include <system_error>
 
 #include "detail/dispatcher_tls.hpp"
 #include "detail/map_core.hpp"
@@ -438,6 +439,68 @@ bool Dispatcher::log_type_ignored(std::string_view type) const {
 void Dispatcher::adopt(std::unique_ptr<Dispatcher> d) {
     if (d) d->map_->core().adopt(std::move(d));
 }
+
+// -- Error routing ------------------------------------------------------------------
+
+namespace detail {
+namespace {
+
+bool is_disconnect(std::exception_ptr e) {
+    try {
+        std::rethrow_exception(e);
+    } catch (const std::system_error& err) {
+        return err.code().category() == std::generic_category() &&
+               is_disconnect_errno(err.code().value());
+    } catch (...) {
+        return false;
+    }
+}
+
+// The last resort of the log_and_close policy: the channel's own log_info()
+// (so a program that routes its logs sees it), stderr if that throws too.
+void report_handler_failure(Dispatcher& d, const char* handler, std::exception_ptr e) noexcept {
+    std::string line;
+    try {
+        line = std::string(handler) + "() raised " + describe_exception(e) + ", closing channel " +
+               d.repr();
+        d.log_info(line, "error");
+    } catch (...) {
+        std::fprintf(stderr, "error: %s\n", line.empty() ? handler : line.c_str());
+    }
+}
+
+void close_after_failure(Dispatcher& d) {
+    try {
+        d.close();
+    } catch (const ExitNow&) {
+        throw;
+    } catch (...) {
+        std::fprintf(stderr, "error: close() of %s failed (%s)\n", d.repr().c_str(),
+                     describe_exception(std::current_exception()).c_str());
+    }
+}
+
+}  // namespace
+
+void route_failure(Dispatcher& d, std::exception_ptr failure) {
+    const bool disconnect = is_disconnect(failure);
+    try {
+        if (disconnect) {
+            d.handle_close();
+        } else {
+            d.handle_error(failure);
+        }
+    } catch (const ExitNow&) {
+        throw;
+    } catch (...) {
+        if (d.map().error_policy() == ErrorPolicy::propagate) throw;
+        report_handler_failure(d, disconnect ? "handle_close" : "handle_error",
+                               std::current_exception());
+        close_after_failure(d);
+    }
+}
+
+}  // namespace detail
 
 // -- Module-level helpers -----------------------------------------------------------
 

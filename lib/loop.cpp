@@ -187,15 +187,14 @@ void MapCore::refresh_interest() {
 
 namespace {
 
-// asyncore's routing for an error outside a handler (readable(), writable(),
-// registration): handle_error(), and if that throws too, close the channel.
+// An error outside a handler (a failed registration, or readable() /
+// writable() throwing) goes through the handlers' routing; whatever escapes
+// that (ExitNow, or anything under ErrorPolicy::propagate) leaves loop().
 void route_error(MapCore& core, Dispatcher& d, std::exception_ptr error) noexcept {
     try {
-        d.handle_error(error);
-    } catch (const ExitNow&) {
-        core.request_exit(std::current_exception());
+        route_failure(d, std::move(error));
     } catch (...) {
-        core.guarded("close", [&] { d.close(); });
+        core.request_exit(std::current_exception());
     }
 }
 
@@ -230,11 +229,8 @@ void MapCore::update_interest(Slot& s) {
             want_read = !d.accept_paused_ && d.readable();
             want_write = !d.accepting_ && (d.connecting_ || d.writable());
         }
-    } catch (const ExitNow&) {
-        request_exit(std::current_exception());
-        return;
     } catch (...) {
-        route_error(*this, d, std::current_exception());
+        interest_failed(d, std::current_exception());
         return;
     }
     if (!apply_interest(fd, d, want_read, want_write)) return;
@@ -263,18 +259,16 @@ bool MapCore::apply_interest(int fd, Dispatcher& d, bool want_read, bool want_wr
 namespace {
 
 // Runs one handler call for the channel on `fd`, if it still has one, and
-// queues the channel for an interest check.
+// queues the channel for an interest check. What escapes the handlers'
+// routing (ExitNow, or anything under ErrorPolicy::propagate) leaves loop().
 template <class Fn>
 void run_channel(MapCore& core, int fd, Fn&& fn) noexcept {
     Dispatcher* d = core.find(fd);
     if (d == nullptr) return;
     try {
         fn(*d);
-    } catch (const ExitNow&) {
-        core.request_exit(std::current_exception());
     } catch (...) {
-        // Only close() failing inside the error routing gets here.
-        std::fprintf(stderr, "error: %s\n", describe_exception(std::current_exception()).c_str());
+        core.request_exit(std::current_exception());
     }
     core.mark_dirty(fd);
 }
@@ -299,10 +293,10 @@ void MapCore::dispatch_io(int fd, bool read_ready) noexcept {
         } else {
             routed(*d, [d] { d->handle_write_event(); });
         }
-    } catch (const ExitNow&) {
-        request_exit(std::current_exception());
     } catch (...) {
-        std::fprintf(stderr, "error: %s\n", describe_exception(std::current_exception()).c_str());
+        // ExitNow, or a handle_error()/handle_close() failure under
+        // ErrorPolicy::propagate: both leave loop().
+        request_exit(std::current_exception());
     }
     dispatching = -1;
     settle(fd, d);
@@ -338,11 +332,8 @@ void MapCore::settle(int fd, Dispatcher* d) noexcept {
     try {
         want_read = !d->accept_paused_ && d->readable();
         want_write = !d->accepting_ && (d->connecting_ || d->writable());
-    } catch (const ExitNow&) {
-        request_exit(std::current_exception());
-        return;
     } catch (...) {
-        route_error(*this, *d, std::current_exception());
+        interest_failed(*d, std::current_exception());
         return;
     }
     const Slot& s = slots[fd];
@@ -371,12 +362,26 @@ void MapCore::request_exit(std::exception_ptr e) noexcept {
     event_base_loopbreak(base);
 }
 
+// asyncore calls readable() and writable() outside any try: under
+// ErrorPolicy::propagate their exceptions leave loop() as they do there.
+void MapCore::interest_failed(Dispatcher& d, std::exception_ptr e) noexcept {
+    if (error_policy == ErrorPolicy::propagate) {
+        request_exit(std::move(e));
+        return;
+    }
+    route_error(*this, d, std::move(e));
+}
+
 void MapCore::guarded(const char* what, const std::function<void()>& fn) noexcept {
     try {
         fn();
     } catch (const ExitNow&) {
         request_exit(std::current_exception());
     } catch (...) {
+        if (error_policy == ErrorPolicy::propagate) {
+            request_exit(std::current_exception());
+            return;
+        }
         std::fprintf(stderr, "error: uncaptured exception in %s (%s)\n", what,
                      describe_exception(std::current_exception()).c_str());
     }
@@ -512,6 +517,14 @@ void ChannelMap::set_poll_all(bool on) noexcept {
 
 bool ChannelMap::poll_all() const noexcept {
     return core_->poll_all;
+}
+
+void ChannelMap::set_error_policy(ErrorPolicy policy) noexcept {
+    core_->error_policy = policy;
+}
+
+ErrorPolicy ChannelMap::error_policy() const noexcept {
+    return core_->error_policy;
 }
 
 TimerHandle ChannelMap::call_later(Duration delay, std::function<void()> fn) {

@@ -17,6 +17,7 @@
 #include <doctest/doctest.h>
 
 #include <cerrno>
+#include <cstddef>
 #include <cstdio>
 #include <stdexcept>
 #include <string>
@@ -88,6 +89,45 @@ struct Raising : Dispatcher {
         throw error;
     }
     void handle_error(std::exception_ptr) override { error_handled = true; }
+};
+
+// A channel whose handle_write() fails and whose handle_error() fails too.
+struct FailingErrorHandler : Dispatcher {
+    FailingErrorHandler(Socket s, ChannelMap& m) : Dispatcher(std::move(s), m) {}
+    int errors = 0;
+    bool readable() override { return false; }
+    void handle_write() override { throw std::runtime_error("first"); }
+    void handle_error(std::exception_ptr) override {
+        ++errors;
+        throw std::runtime_error("second");
+    }
+};
+
+// A channel whose handler meets a reset connection, and whose
+// handle_close() fails.
+struct FailingCloseHandler : Dispatcher {
+    FailingCloseHandler(Socket s, ChannelMap& m) : Dispatcher(std::move(s), m) {}
+    int closes = 0;
+    bool readable() override { return false; }
+    void handle_write() override {
+        throw std::system_error(ECONNRESET, std::generic_category(), "send");
+    }
+    void handle_close() override {
+        ++closes;
+        throw std::runtime_error("in close");
+    }
+};
+
+// Echoes what it reads and counts the bytes.
+struct Echo : Dispatcher {
+    Echo(Socket s, ChannelMap& m) : Dispatcher(std::move(s), m) {}
+    std::size_t echoed = 0;
+    bool writable() override { return false; }
+    void handle_read() override {
+        std::string got = recv(4096);
+        echoed += send(got);
+    }
+    void handle_close() override { close(); }
 };
 
 // -- TestAPI's handlers ------------------------------------------------------
@@ -777,18 +817,110 @@ TEST_SUITE("dispatcher") {
                                 " (std::runtime_error: boom)\n");
     }
 
-    TEST_CASE("a handle_error that throws still gets its channel closed") {
-        struct Worse : Dispatcher {
-            Worse(Socket s, ChannelMap& m) : Dispatcher(std::move(s), m) {}
-            void handle_write() override { throw std::runtime_error("first"); }
-            void handle_error(std::exception_ptr) override { throw std::runtime_error("second"); }
-        };
+    TEST_CASE("a handle_error that throws is logged with the channel's repr and closes it") {
+        ChannelMap map;
+        CHECK(map.error_policy() == asyncore::ErrorPolicy::log_and_close);
+        auto [a, b] = test::connected_pair(AF_UNIX);
+        FailingErrorHandler w(std::move(a), map);
+        auto [c, d] = test::connected_pair(AF_UNIX);
+        Echo other(std::move(c), map);
+        std::string repr = w.repr();
+        test::CaptureFd out(1);
+        CHECK_NOTHROW(map.run_pass(1s));
+        CHECK(w.fileno() == -1);
+        CHECK(out.text() ==
+              "error: handle_error() raised std::runtime_error: second, closing channel " + repr +
+                  "\n");
+        // The loop goes on serving the other channel.
+        test::write_all(d.fd(), "ping");
+        REQUIRE(test::run_until(map, [&] { return other.echoed == 4; }));
+    }
+
+    TEST_CASE("a handle_close that throws is logged with the channel's repr and closes it") {
         ChannelMap map;
         auto [a, b] = test::connected_pair(AF_UNIX);
-        Worse w(std::move(a), map);
-        map.run_pass(1s);
+        FailingCloseHandler w(std::move(a), map);
+        std::string repr = w.repr();
+        test::CaptureFd out(1);
+        CHECK_NOTHROW(map.run_pass(1s));
+        CHECK(w.closes == 1);
         CHECK(w.fileno() == -1);
-        CHECK(map.empty());
+        CHECK(out.text() ==
+              "error: handle_close() raised std::runtime_error: in close, closing channel " + repr +
+                  "\n");
+    }
+
+    TEST_CASE(
+        "under ErrorPolicy::propagate a handle_error exception leaves loop(), as asyncore's") {
+        ChannelMap map;
+        map.set_error_policy(asyncore::ErrorPolicy::propagate);
+        auto [a, b] = test::connected_pair(AF_UNIX);
+        FailingErrorHandler w(std::move(a), map);
+        test::CaptureFd out(1);
+        CHECK_THROWS_WITH_AS(asyncore::loop(1s, map), "second", std::runtime_error);
+        CHECK(w.errors == 1);
+        // asyncore leaves the channel as it was: still open, still in the map.
+        CHECK(w.fileno() >= 0);
+        CHECK(map.find(w.fileno()) == &w);
+        CHECK(out.text().empty());
+        // The next pass raises again, as asyncore.loop() would.
+        CHECK_THROWS_WITH_AS(map.run_pass(1s), "second", std::runtime_error);
+        CHECK(w.errors == 2);
+    }
+
+    TEST_CASE("under ErrorPolicy::propagate a handle_close exception leaves loop()") {
+        ChannelMap map;
+        map.set_error_policy(asyncore::ErrorPolicy::propagate);
+        auto [a, b] = test::connected_pair(AF_UNIX);
+        FailingCloseHandler w(std::move(a), map);
+        CHECK_THROWS_WITH_AS(asyncore::loop(1s, map), "in close", std::runtime_error);
+        CHECK(w.closes == 1);
+        CHECK(w.fileno() >= 0);
+    }
+
+    TEST_CASE("under ErrorPolicy::propagate the read/write/readwrite helpers rethrow") {
+        ChannelMap map;
+        map.set_error_policy(asyncore::ErrorPolicy::propagate);
+        Raising<std::runtime_error> r(map, std::runtime_error("crash"));
+        struct Rethrowing : Raising<std::runtime_error> {
+            using Raising::Raising;
+            void handle_error(std::exception_ptr e) override { std::rethrow_exception(e); }
+        };
+        Rethrowing rr(map, std::runtime_error("crash"));
+        CHECK_NOTHROW(asyncore::read(r));  // handle_error took it
+        CHECK(r.error_handled);
+        CHECK_THROWS_WITH_AS(asyncore::read(rr), "crash", std::runtime_error);
+        CHECK_THROWS_WITH_AS(asyncore::write(rr), "crash", std::runtime_error);
+        CHECK_THROWS_WITH_AS(asyncore::readwrite(rr, POLLIN), "crash", std::runtime_error);
+        // A disconnect errno goes to handle_close(), whose exception propagates too.
+        Raising<std::system_error> reset(
+            map, std::system_error(ECONNRESET, std::generic_category(), "reset"));
+        CHECK_THROWS_AS(asyncore::read(reset), std::system_error);
+        CHECK(reset.closed);
+        CHECK_FALSE(reset.error_handled);
+    }
+
+    TEST_CASE("under ErrorPolicy::propagate a readable() exception leaves loop()") {
+        struct BadInterest : Dispatcher {
+            BadInterest(Socket s, ChannelMap& m) : Dispatcher(std::move(s), m) {}
+            bool errors = false;
+            bool readable() override { throw std::logic_error("readable"); }
+            void handle_error(std::exception_ptr) override { errors = true; }
+        };
+        for (auto policy :
+             {asyncore::ErrorPolicy::log_and_close, asyncore::ErrorPolicy::propagate}) {
+            ChannelMap map;
+            map.set_error_policy(policy);
+            auto [a, b] = test::connected_pair(AF_UNIX);
+            BadInterest bad(std::move(a), map);
+            if (policy == asyncore::ErrorPolicy::propagate) {
+                CHECK_THROWS_WITH_AS(map.run_pass(0s), "readable", std::logic_error);
+                CHECK_FALSE(bad.errors);
+            } else {
+                CHECK_NOTHROW(map.run_pass(0s));
+                CHECK(bad.errors);  // the default goes to handle_error()
+            }
+        }
     }
 
     TEST_CASE_TEMPLATE("EOF from the peer becomes handle_close", F, test::IPv4, test::IPv6,

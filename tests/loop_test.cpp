@@ -269,6 +269,37 @@ TEST_SUITE("loop") {
         CHECK_THROWS_AS(asyncore::loop(1s, map), asyncore::ExitNow);
     }
 
+    TEST_CASE("a callback's exception is logged by default and leaves loop() under propagate") {
+        for (auto policy :
+             {asyncore::ErrorPolicy::log_and_close, asyncore::ErrorPolicy::propagate}) {
+            ChannelMap map;
+            map.set_error_policy(policy);
+            int later = 0;
+            map.call_later(0s, [] { throw std::runtime_error("timer"); });
+            map.call_later(10ms, [&] { ++later; });
+            test::CaptureFd err(2);
+            if (policy == asyncore::ErrorPolicy::propagate) {
+                CHECK_THROWS_WITH_AS(asyncore::loop(1s, map), "timer", std::runtime_error);
+                CHECK(later == 0);
+                asyncore::loop(1s, map);  // the map stays usable
+                CHECK(later == 1);
+                CHECK(err.text().empty());
+            } else {
+                CHECK_NOTHROW(asyncore::loop(1s, map));
+                CHECK(later == 1);
+                CHECK(err.text().find("call_later callback (std::runtime_error: timer)") !=
+                      std::string::npos);
+            }
+            map.post([] { throw std::runtime_error("posted"); });
+            if (policy == asyncore::ErrorPolicy::propagate) {
+                CHECK_THROWS_WITH_AS(asyncore::loop(1s, map), "posted", std::runtime_error);
+            } else {
+                CHECK_NOTHROW(asyncore::loop(1s, map));
+            }
+            CHECK_FALSE(map.has_work());
+        }
+    }
+
     TEST_CASE("ExitNow from a handler leaves loop() and the map stays usable") {
         ChannelMap map;
         struct Quitter : Reader {

@@ -16,6 +16,11 @@
 // handler, the disconnect errnos (see is_disconnect_errno()) become
 // handle_close(); any other exception goes to handle_error(), whose default
 // logs one line and closes this channel only. ExitNow leaves loop().
+// When handle_error() or handle_close() itself throws, the map's
+// ErrorPolicy decides (loop.hpp): by default the exception is logged through
+// log_info() as an 'error' with this channel's repr and the channel is
+// closed, so the loop goes on serving the others; with
+// ErrorPolicy::propagate it leaves loop() as in Python's asyncore.
 //
 // Ownership: a dispatcher created with make<T>() is owned by its map and is
 // destroyed after close(), once none of its handlers is on the stack. A
@@ -213,9 +218,11 @@ class Dispatcher {
     /// (e.g. `make<Handler>(std::move(sock))`) to keep the connection.
     virtual void handle_accepted(Socket sock, const Address& addr);
     virtual void handle_close();
-    /// Called with any exception a handler let escape (except ExitNow).
-    /// Default: logs "uncaptured exception, closing channel <repr> (<type>:
-    /// <what>)" as an 'error' and calls handle_close().
+    /// Called with any exception a handler let escape (except ExitNow and
+    /// the disconnect errnos). Default: logs "uncaptured exception, closing
+    /// channel <repr> (<type>: <what>)" as an 'error' and calls
+    /// handle_close(). What it throws follows the map's ErrorPolicy (see
+    /// the top of this file).
     virtual void handle_error(std::exception_ptr error);
 
     // -- Logging.

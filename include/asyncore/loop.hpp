@@ -64,6 +64,29 @@ struct LoopStats {
     std::uint64_t interest_changes = 0;  ///< registrations changed with the kernel
 };
 
+/// What the loop does with an exception that no handler is left to take.
+///
+/// A handler's exception goes to the channel's handle_error() (a disconnect
+/// errno to handle_close()) under either policy; the policy decides what
+/// happens when that call throws in turn, and to exceptions from
+/// readable()/writable(), call_later() callbacks, posted functions and task
+/// monitors. ExitNow always leaves loop().
+enum class ErrorPolicy {
+    /// The default, for servers: one misbehaving channel never takes the
+    /// loop down. An exception from handle_error() or handle_close() is
+    /// logged through the channel's log_info() as an 'error', with its repr
+    /// ("handle_error() raised TYPE: what, closing channel <repr>"), and
+    /// the channel is closed. readable()/writable() exceptions go to
+    /// handle_error(); callback and posted-function exceptions are logged to
+    /// stderr.
+    log_and_close,
+    /// Python asyncore's behaviour, for test suites ported from Python that
+    /// must see unexpected callbacks fail: each of those exceptions leaves
+    /// loop() (or run_pass(), or the read()/write()/readwrite() helper) as
+    /// thrown, and the channel is left as it was, not closed.
+    propagate,
+};
+
 /// asyncore's socket_map: fd -> Dispatcher*, and the machinery that watches them.
 class ChannelMap {
   public:
@@ -100,6 +123,10 @@ class ChannelMap {
     /// readable()/writable() depend on state changed from outside.
     void set_poll_all(bool on) noexcept;
     bool poll_all() const noexcept;
+
+    /// See ErrorPolicy; the default is ErrorPolicy::log_and_close.
+    void set_error_policy(ErrorPolicy policy) noexcept;
+    ErrorPolicy error_policy() const noexcept;
 
     /// Runs `fn` once, `delay` from now, on this map's loop thread. Throws
     /// std::invalid_argument for a negative delay. Exceptions from `fn` are

@@ -90,10 +90,14 @@ struct MapCore {
     void settle(int fd, Dispatcher* d) noexcept;
     void drain_urgent() noexcept;
     void run_posted() noexcept;
-    /// Runs `fn`, routing exceptions: ExitNow is kept to be rethrown by
+    /// Runs `fn`, routing exceptions: ExitNow (and under
+    /// ErrorPolicy::propagate anything) is kept to be rethrown by
     /// run_pass(), anything else is logged with `what`.
     void guarded(const char* what, const std::function<void()>& fn) noexcept;
+    /// Ends the pass; run_pass() then rethrows `e` (the first one kept).
     void request_exit(std::exception_ptr e) noexcept;
+    /// readable()/writable() of `d` threw `e`.
+    void interest_failed(Dispatcher& d, std::exception_ptr e) noexcept;
 
     // -- Timers.
     TimerHandle schedule(Duration delay, std::function<void()> fn);
@@ -112,6 +116,7 @@ struct MapCore {
     std::vector<int> dirty;
     int dispatching = -1;  ///< the fd whose read or write handler is running
     bool poll_all = false;
+    ErrorPolicy error_policy = ErrorPolicy::log_and_close;
     LoopStats stats;
 
     std::unordered_map<Dispatcher*, std::unique_ptr<Dispatcher>> owned;

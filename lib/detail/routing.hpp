@@ -1,32 +1,25 @@
 // asyncore's error routing around one handler call, shared by the module
 // helpers in dispatcher.cpp and the loop's per-event dispatch in loop.cpp
-// (inlined there: it runs once per readiness event).
+// (inlined there: it runs once per readiness event; the failure path is out
+// of line).
 #pragma once
 
 #include <asyncore/dispatcher.hpp>
 #include <asyncore/error.hpp>
 
-#include <system_error>
+#include <exception>
 
 namespace asyncore::detail {
 
-/// Inside a catch block: true if the exception being handled is a
-/// disconnect errno (asyncore's _DISCONNECTED), which means handle_close().
-inline bool handling_disconnect() {
-    try {
-        throw;
-    } catch (const std::system_error& e) {
-        return e.code().category() == std::generic_category() &&
-               is_disconnect_errno(e.code().value());
-    } catch (...) {
-        return false;
-    }
-}
+/// What a handler call on `d` threw (never ExitNow): a disconnect errno goes
+/// to handle_close(), anything else to handle_error(). If that throws in
+/// turn, the map's ErrorPolicy decides: log_and_close logs it with the
+/// channel's repr and closes the channel (nothing escapes but ExitNow);
+/// propagate rethrows it, leaving the channel as it is (asyncore).
+void route_failure(Dispatcher& d, std::exception_ptr failure);
 
-/// Runs `fn` (a handler call on `d`): a disconnect errno becomes
-/// handle_close(), ExitNow propagates, anything else goes to handle_error().
-/// If handle_close() or handle_error() throws in turn, the channel is closed
-/// so the loop goes on.
+/// Runs `fn` (a handler call on `d`) with asyncore's routing: ExitNow
+/// propagates, any other exception goes to route_failure().
 template <class Fn>
 void routed(Dispatcher& d, Fn&& fn) {
     try {
@@ -34,18 +27,7 @@ void routed(Dispatcher& d, Fn&& fn) {
     } catch (const ExitNow&) {
         throw;
     } catch (...) {
-        const bool disconnect = handling_disconnect();
-        try {
-            if (disconnect) {
-                d.handle_close();
-            } else {
-                d.handle_error(std::current_exception());
-            }
-        } catch (const ExitNow&) {
-            throw;
-        } catch (...) {
-            d.close();
-        }
+        route_failure(d, std::current_exception());
     }
 }
 
