@@ -245,62 +245,132 @@ void TaskCore::mailbox_type_error() const {
     throw std::logic_error("task mailbox: message type differs from the one it holds");
 }
 
-// -- PromiseBase ------------------------------------------------------------------
+// -- TaskState --------------------------------------------------------------------
 
-PromiseBase::~PromiseBase() {
+namespace {
+// The block Promise<T>::operator new allocated on this thread, waiting for
+// its promise (constructed next, after the parameters are copied) to adopt it.
+thread_local TaskState* offered = nullptr;
+}  // namespace
+
+void* allocate_frame_block(std::size_t size) {
+    return ::operator new(size);
+}
+
+void free_frame_block(void* block) noexcept {
+    ::operator delete(block);
+}
+
+void offer_state(TaskState* s) noexcept {
+    offered = s;
+}
+
+TaskState* adopt_offered_state(void* frame) noexcept {
+    TaskState* s = offered;
+    // Another frame's block (a coroutine made while copying this one's
+    // parameters) is left alone; so is an elided allocation's absence.
+    if (s == nullptr || !s->allocated_with(frame)) return nullptr;
+    offered = nullptr;
+    return s;
+}
+
+void withdraw_state(TaskState* s) noexcept {
+    if (offered == s) offered = nullptr;
+}
+
+TaskState::~TaskState() {
     if (error_ && !observed_ && !is_cancelled(error_)) {
         std::fprintf(stderr, "error: exception in a task nobody awaited (%s)\n",
                      describe_exception(error_).c_str());
     }
 }
 
+void TaskState::free_if_unused() noexcept {
+    if (refs_ == 0 && promise_ == nullptr && !frame_memory_) destroy_(this);
+}
+
+void TaskState::release() noexcept {
+    if (--refs_ != 0) return;
+    if (promise_ == nullptr) {
+        free_if_unused();
+    } else if (!started_) {
+        // Nobody can start it any more. Destroying the frame frees this block.
+        promise_->self_.destroy();
+    }
+}
+
+// -- PromiseBase ------------------------------------------------------------------
+
+void PromiseBase::attach(TaskState* s) noexcept {
+    state_ = s;
+    s->adopted_ = true;
+    s->promise_ = this;
+}
+
+PromiseBase::~PromiseBase() {
+    if (state_ == nullptr) return;  // get_return_object() failed
+    state_->promise_ = nullptr;
+    state_->free_if_unused();
+}
+
 void PromiseBase::unhandled_exception() noexcept {
-    error_ = std::current_exception();
+    state_->error_ = std::current_exception();
     try {
         throw;
     } catch (const ExitNow&) {
-        observed_ = true;
-        if (task_->map_ != nullptr) core_of(*task_->map_).request_exit(error_);
+        state_->observed_ = true;
+        if (task_->map_ != nullptr) core_of(*task_->map_).request_exit(state_->error_);
     } catch (...) {
     }
 }
 
-void PromiseBase::release() noexcept {
-    if (--refs_ == 0 && (!started_ || done_)) self_.destroy();
-}
-
 std::coroutine_handle<> PromiseBase::start_inline(TaskCore& parent,
                                                   std::coroutine_handle<> caller) noexcept {
-    started_ = true;
+    state_->started_ = true;
     task_ = &parent;
     caller_ = caller;
     return self_;
 }
 
 void PromiseBase::spawn(ChannelMap& map) {
-    if (started_) throw std::logic_error("spawn: the task was already started");
+    if (state_->started_) throw std::logic_error("spawn: the task was already started");
     Scheduler& s = scheduler_of(map);
-    started_ = true;
+    state_->started_ = true;
     core_.map_ = &map;
     core_.sched_ = &s;  // looked up once: while the map destroys it, its slot is empty
-    ++refs_;            // the running task's own reference, dropped when it ends
+    state_->add_ref();  // the running task's own reference, dropped when it ends
     s.link(core_);
     if (!core_.daemon_) ++s.core.live_tasks;
     s.push(self_, &core_);
 }
 
+void spawn_task(TaskState& s, ChannelMap& map) {
+    if (s.promise() == nullptr) throw std::logic_error("spawn: the task was already started");
+    s.promise()->spawn(map);
+}
+
+// The frame is destroyed here, whoever holds a handle: parameters and
+// whatever else the coroutine owned go now (see task.hpp); the state keeps
+// the outcome. Nothing of this promise is touched after the destroy.
 std::coroutine_handle<> PromiseBase::on_final() noexcept {
-    done_ = true;
-    if (task_ != &core_) {
+    TaskState* state = state_;
+    state->done_ = true;
+    std::coroutine_handle<> next = std::noop_coroutine();
+    const bool spawned_task = task_ == &core_;
+    if (!spawned_task) {
         while (Wait* w = core_.joiners_.pop_front())
             w->task->complete(*w);
-        if (!stack_is_deep()) return caller_;
-        task_->sched().push(caller_, task_);
-        return std::noop_coroutine();
+        if (!stack_is_deep()) {
+            next = caller_;
+        } else {
+            task_->sched().push(caller_, task_);
+        }
+    } else {
+        finish_task();
     }
-    finish_task();
-    if (--refs_ == 0) self_.destroy();
-    return std::noop_coroutine();
+    self_.destroy();
+    if (spawned_task) state->release();  // the running task's own reference
+    return next;
 }
 
 void PromiseBase::finish_task() noexcept {
@@ -315,34 +385,36 @@ void PromiseBase::finish_task() noexcept {
     while (Wait* w = core_.joiners_.pop_front())
         w->task->complete(*w);
     if (core_.monitors_.empty()) return;
-    observed_ = true;
+    state_->observed_ = true;
     auto monitors = std::move(core_.monitors_);
-    TaskRef self(this);
+    TaskRef self(state_);
     for (auto& fn : monitors)
-        s.core.guarded("task monitor", [&] { fn(self, error_); });
+        s.core.guarded("task monitor", [&] { fn(self, state_->error_); });
 }
 
 // -- JoinWait ---------------------------------------------------------------------
 
+// The joined task is not done (await_ready said so): its frame is alive.
 std::coroutine_handle<> JoinWait::suspend_on(TaskCore& me, std::coroutine_handle<> h) {
-    if (!p_->started()) {
+    PromiseBase& p = *s_->promise();
+    if (!s_->started()) {
         if (!timeout_) {
-            std::coroutine_handle<> child = p_->start_inline(me, h);
+            std::coroutine_handle<> child = p.start_inline(me, h);
             if (!stack_is_deep()) return child;
             me.sched().push(child, &me);
             return std::noop_coroutine();
         }
-        p_->spawn(me.map());
+        p.spawn(me.map());
     }
     if (me.cancel_pending(*this)) return h;
-    p_->core_.joiners_.push_back(*this);
+    p.core_.joiners_.push_back(*this);
     me.suspend(*this, h, timeout_);
     return std::noop_coroutine();
 }
 
 void JoinWait::check() const {
     throw_if_failed();
-    if (std::exception_ptr e = p_->take_error()) std::rethrow_exception(e);
+    if (std::exception_ptr e = s_->take_error()) std::rethrow_exception(e);
 }
 
 TaskCore* current_task() noexcept {
@@ -354,8 +426,8 @@ TaskCore* current_task() noexcept {
 // -- TaskRef, Sleep ------------------------------------------------------------------
 
 bool TaskRef::terminate() noexcept {
-    if (!p_ || p_->done()) return false;
-    detail::TaskCore& t = p_->task();
+    if (!s_ || s_->done()) return false;
+    detail::TaskCore& t = live().task();
     if (detail::Wait* w = t.wait_; w != nullptr && w->cancellable) {
         w->detach();
         t.complete(*w, errc::cancelled);
@@ -366,8 +438,8 @@ bool TaskRef::terminate() noexcept {
 }
 
 bool TaskRef::resume() noexcept {
-    if (!p_ || p_->done()) return false;
-    detail::TaskCore& t = p_->task();
+    if (!s_ || s_->done()) return false;
+    detail::TaskCore& t = live().task();
     detail::Wait* w = t.wait_;
     if (w == nullptr || w->kind != detail::Wait::Kind::suspend) return false;
     t.complete(*w);
@@ -375,28 +447,29 @@ bool TaskRef::resume() noexcept {
 }
 
 void TaskRef::set_daemon(bool daemon) noexcept {
-    if (!p_) return;
-    detail::TaskCore& t = p_->core_;
+    if (!s_ || s_->done()) return;  // a finished task keeps nothing running
+    detail::PromiseBase& p = live();
+    detail::TaskCore& t = p.core_;
     if (t.daemon_ == daemon) return;
     t.daemon_ = daemon;
-    if (p_->spawned() && !p_->done()) {
+    if (p.spawned()) {
         std::size_t& live = detail::core_of(t.map()).live_tasks;
         daemon ? --live : ++live;
     }
 }
 
 void TaskRef::monitor(std::function<void(const TaskRef&, std::exception_ptr)> fn) {
-    if (!p_) throw std::logic_error("monitor: empty task");
-    if (p_->done()) {
-        fn(*this, p_->take_error());
+    if (!s_) throw std::logic_error("monitor: empty task");
+    if (s_->done()) {
+        fn(*this, s_->take_error());
         return;
     }
-    p_->core_.monitors_.push_back(std::move(fn));
+    live().core_.monitors_.push_back(std::move(fn));
 }
 
 TaskRef::Finished TaskRef::finished(Timeout timeout) const {
-    if (!p_) throw std::logic_error("finished: empty task");
-    return Finished(p_, timeout);
+    if (!s_) throw std::logic_error("finished: empty task");
+    return Finished(s_, timeout);
 }
 
 bool Sleep::start(detail::TaskCore& t, std::coroutine_handle<> h) {

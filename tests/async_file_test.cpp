@@ -92,7 +92,7 @@ template <class F>
 void run_task(ChannelMap& map, F body) {
     auto t = asyncore::spawn(body(), map);
     REQUIRE(test::run_until(map, [&] { return t.done(); }));
-    if (auto e = t.promise()->take_error()) std::rethrow_exception(e);
+    if (auto e = t.state()->take_error()) std::rethrow_exception(e);
 }
 
 }  // namespace
@@ -164,7 +164,7 @@ TEST_SUITE("async_file") {
         test::run_passes(map, 2);
         t.terminate();
         REQUIRE(test::run_until(map, [&] { return t.done(); }));
-        CHECK(test::is_cancelled(t.promise()->error()));
+        CHECK(test::is_cancelled(t.state()->error()));
         CHECK_FALSE(map.has_work());
     }
 
@@ -281,7 +281,7 @@ TEST_SUITE("async_file") {
         t.terminate();
         REQUIRE(test::run_until(map, [&] { return t.done(); }));
         CHECK(test::LifetimeProbe::alive == 0);
-        CHECK(test::is_cancelled(t.promise()->error()));
+        CHECK(test::is_cancelled(t.state()->error()));
         *release = true;
     }
 
@@ -295,7 +295,7 @@ TEST_SUITE("async_file") {
             test::run_passes(map, 2);
             t.terminate();
             REQUIRE(test::run_until(map, [&] { return t.done(); }));
-            CHECK(test::is_cancelled(t.promise()->error()));
+            CHECK(test::is_cancelled(t.state()->error()));
             CHECK_FALSE(map.has_work());
         }
         CHECK(test::open_fds() == before);

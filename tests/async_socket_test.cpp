@@ -37,7 +37,7 @@ void run_task(ChannelMap& map, F body, std::chrono::seconds limit = 10s) {
     auto t = asyncore::spawn(body(), map);
     REQUIRE(test::run_until(
         map, [&] { return t.done(); }, limit));
-    if (auto e = t.promise()->take_error()) std::rethrow_exception(e);
+    if (auto e = t.state()->take_error()) std::rethrow_exception(e);
 }
 
 Task<void> echo_messages(AsyncSocket& s) {
@@ -298,7 +298,7 @@ TEST_SUITE("async_socket") {
             t.terminate();
             REQUIRE(test::run_until(map, [&] { return t.done(); }));
             CHECK(test::LifetimeProbe::alive == 0);
-            CHECK(test::is_cancelled(t.promise()->error()));
+            CHECK(test::is_cancelled(t.state()->error()));
             CHECK_FALSE(map.has_work());
         }
         CHECK(test::open_fds() == before);
@@ -353,7 +353,7 @@ TEST_SUITE("async_socket") {
         std::string got;
         run_task(map, [&]() -> Task<void> { got = co_await b.recvall(expected.size()); });
         REQUIRE(test::run_until(map, [&] { return writer.done(); }));
-        CHECK(writer.promise()->error() == nullptr);
+        CHECK(writer.state()->error() == nullptr);
         CHECK(got.size() == expected.size());
         CHECK(got == expected);
     }
@@ -374,7 +374,7 @@ TEST_SUITE("async_socket") {
             tiny = co_await b.recv_msg();
         });
         REQUIRE(test::run_until(map, [&] { return writer.done(); }));
-        CHECK(writer.promise()->error() == nullptr);
+        CHECK(writer.state()->error() == nullptr);
         REQUIRE(big.has_value());
         CHECK(big->size() == big_size + 5);
         CHECK(*big == pattern(big_size) + "<msg>");
@@ -746,7 +746,7 @@ s.close()
         waiter.terminate();
         owned.reset();
         REQUIRE(test::run_until(map, [&] { return waiter.done(); }));
-        CHECK(test::is_cancelled(waiter.promise()->error()));
+        CHECK(test::is_cancelled(waiter.state()->error()));
     }
 
     TEST_CASE(

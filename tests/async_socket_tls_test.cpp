@@ -94,7 +94,7 @@ void run_task(ChannelMap& map, F body, std::chrono::seconds limit = 10s) {
     auto t = spawn(body(), map);
     REQUIRE(test::run_until(
         map, [&] { return t.done(); }, limit));
-    if (auto e = t.promise()->take_error()) std::rethrow_exception(e);
+    if (auto e = t.state()->take_error()) std::rethrow_exception(e);
 }
 
 AsyncSocket tls_listener(int family, TlsContext ctx) {
@@ -242,7 +242,7 @@ TEST_SUITE("tls") {
                 co_await c.shutdown_tls();
             });
             REQUIRE(test::run_until(map, [&] { return server.done(); }));
-            CHECK(server.promise()->take_error() == nullptr);  // close_notify: a clean EOF
+            CHECK(server.state()->take_error() == nullptr);  // close_notify: a clean EOF
             CHECK(log.established_at_accept);
             CHECK(log.bytes == data.size());
             CHECK(back == data);
@@ -285,7 +285,7 @@ TEST_SUITE("tls") {
             co_await a.shutdown_tls();
         });
         REQUIRE(test::run_until(map, [&] { return echo.done(); }));
-        CHECK(echo.promise()->take_error() == nullptr);
+        CHECK(echo.state()->take_error() == nullptr);
         CHECK(got == sent);
         b.close();
         run_task(map, [&]() -> Task<void> { eof = !(co_await a.recv_msg()).has_value(); });
@@ -584,7 +584,7 @@ TEST_SUITE("tls") {
         client.join();
         REQUIRE(done);
         CHECK(error.empty());
-        CHECK(server.promise()->take_error() == nullptr);
+        CHECK(server.state()->take_error() == nullptr);
         CHECK(version == "TLSv1.3");
         CHECK(raw == "ping");
         CHECK(framed == "framed");
@@ -602,7 +602,7 @@ TEST_SUITE("tls") {
             int waiting = added_events(map);
             reader.terminate();
             REQUIRE(test::run_until(map, [&] { return reader.done(); }));
-            CHECK(test::is_cancelled(reader.promise()->error()));
+            CHECK(test::is_cancelled(reader.state()->error()));
             CHECK(added_events(map) == waiting - 1);
             CHECK_FALSE(map.has_work());
             // The session is intact: the socket still works after the cancelled read.

@@ -25,7 +25,7 @@ bool all_done(const std::vector<asyncore::TaskRef>& ts) {
 void run_all(ChannelMap& map, const std::vector<asyncore::TaskRef>& ts) {
     REQUIRE(test::run_until(map, [&] { return all_done(ts); }));
     for (auto& t : ts)
-        if (auto e = t.promise()->take_error()) std::rethrow_exception(e);
+        if (auto e = t.state()->take_error()) std::rethrow_exception(e);
 }
 
 }  // namespace
@@ -304,7 +304,7 @@ TEST_SUITE("sync") {
         CHECK_FALSE(cv.locked());
         t.terminate();
         REQUIRE(test::run_until(map, [&] { return t.done(); }));
-        CHECK(test::is_cancelled(t.promise()->error()));
+        CHECK(test::is_cancelled(t.state()->error()));
         CHECK_FALSE(cv.locked());
         CHECK_FALSE(map.has_work());
     }
@@ -331,8 +331,8 @@ TEST_SUITE("sync") {
         b.terminate();
         REQUIRE(test::run_until(map, [&] { return a.done() && b.done(); }));
         CHECK(test::LifetimeProbe::alive == 0);
-        CHECK(test::is_cancelled(a.promise()->error()));
-        CHECK(test::is_cancelled(b.promise()->error()));
+        CHECK(test::is_cancelled(a.state()->error()));
+        CHECK(test::is_cancelled(b.state()->error()));
         CHECK_FALSE(map.has_work());
         sem.release();  // the cancelled waiter is gone: the unit is kept
         CHECK(sem.value() == 1);

@@ -1,8 +1,17 @@
 #include <asyncore/task.hpp>
 
+#include <asyncore/async_file.hpp>
+#include <asyncore/async_socket.hpp>
+#include <asyncore/sync.hpp>
+
 #include <doctest/doctest.h>
 
+#include <fcntl.h>
+#include <sys/socket.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <optional>
 
 #include <chrono>
 #include <cstdio>
@@ -49,6 +58,71 @@ Task<int> spawned_chain(int n, ChannelMap& map) {
 Task<void> hold_probe_forever() {
     test::LifetimeProbe probe;
     co_await asyncore::suspend();
+}
+
+// -- A finished task releases what it holds --------------------------------
+
+Task<void> send_then_end(asyncore::AsyncSocket conn) {
+    co_await conn.sendall("bye");
+}
+
+Task<void> hold_socket_forever(asyncore::AsyncSocket conn) {
+    (void)conn;
+    co_await asyncore::suspend();
+}
+
+Task<int> probe_then_value(test::LifetimeProbe, int v) {
+    co_await asyncore::sleep(0s);
+    co_return v;
+}
+
+Task<void> write_then_end(asyncore::AsyncFile out) {
+    co_await out.write("x");
+}
+
+Task<void> hold_guard(asyncore::Guard<asyncore::Lock> held) {
+    (void)held;
+    co_await asyncore::sleep(0s);
+}
+
+// What the peer of `fd` can read right now, without waiting: the bytes, and
+// whether the other end is closed (EOF after them).
+struct PeerView {
+    std::string data;
+    bool eof = false;
+};
+PeerView peer_view(int fd) {
+    PeerView v;
+    char buf[256];
+    for (;;) {
+        ssize_t n = ::read(fd, buf, sizeof buf);
+        if (n > 0) {
+            v.data.append(buf, static_cast<std::size_t>(n));
+            continue;
+        }
+        v.eof = n == 0;
+        return v;  // EOF, or EAGAIN: the other end is still open
+    }
+}
+
+// Runs one pass at a time until `t` is done; false after `limit` passes.
+bool run_until_done(ChannelMap& map, const TaskRef& t, int limit = 1000) {
+    for (int i = 0; i < limit && !t.done(); ++i)
+        map.run_pass(1s);
+    return t.done();
+}
+
+// A parameter whose copy creates (and drops) a coroutine of its own: the
+// frame being set up then cannot adopt the state allocated with it, and
+// the promise falls back to a state of its own.
+struct MakesACoroutine {
+    MakesACoroutine() = default;
+    MakesACoroutine(const MakesACoroutine&) { (void)value_after(1, 0s); }
+};
+
+Task<int> with_fallback_state(MakesACoroutine, test::LifetimeProbe, int v) {
+    co_await asyncore::sleep(0s);
+    co_return v;
 }
 
 }  // namespace
@@ -119,7 +193,7 @@ TEST_SUITE("task") {
         auto t = asyncore::spawn(spawned_chain(100000, map), map);
         REQUIRE(test::run_until(
             map, [&] { return t.done(); }, 60s));
-        CHECK(t.promise()->error() == nullptr);
+        CHECK(t.state()->error() == nullptr);
         CHECK(asyncore::detail::core_of(map).live_tasks == 0);
     }
 
@@ -198,7 +272,7 @@ TEST_SUITE("task") {
         REQUIRE(test::run_until(map, [&] { return t.done(); }));
         CHECK(test::LifetimeProbe::alive == 0);
         CHECK(test::LifetimeProbe::destroyed == 1);
-        CHECK(test::is_cancelled(t.promise()->error()));
+        CHECK(test::is_cancelled(t.state()->error()));
         CHECK_FALSE(t.terminate());
     }
 
@@ -213,7 +287,7 @@ TEST_SUITE("task") {
         t.terminate();
         REQUIRE(test::run_until(map, [&] { return t.done(); }));
         CHECK_FALSE(ran);
-        CHECK(test::is_cancelled(t.promise()->error()));
+        CHECK(test::is_cancelled(t.state()->error()));
     }
 
     TEST_CASE("terminate during sleep leaves no timer behind") {
@@ -306,7 +380,7 @@ TEST_SUITE("task") {
         auto t = asyncore::spawn(watcher(), map);
         REQUIRE(test::run_until(map, [&] { return t.done(); }));
         CHECK(got_error);
-        CHECK(t.promise()->error() == nullptr);
+        CHECK(t.state()->error() == nullptr);
     }
 
     TEST_CASE("join with a timeout throws TimeoutError and the task keeps running") {
@@ -428,9 +502,131 @@ TEST_SUITE("task") {
         REQUIRE(test::run_until(map, [&] { return ts[0].done() && ts[1].done() && ts[2].done(); }));
         CHECK(test::LifetimeProbe::alive == 0);
         for (auto& t : ts)
-            CHECK(test::is_cancelled(t.promise()->error()));
+            CHECK(test::is_cancelled(t.state()->error()));
         CHECK_FALSE(slow.done());
         REQUIRE(test::run_until(map, [&] { return slow.done(); }));
         CHECK_FALSE(map.has_work());
+    }
+    TEST_CASE("a finished task's parameters are destroyed in the pass it ends, handles or not") {
+        ChannelMap map;
+        test::LifetimeProbe::reset();
+        Task<int> t = asyncore::spawn(probe_then_value(test::LifetimeProbe{}, 42), map);
+        CHECK(test::LifetimeProbe::alive == 1);  // the frame's copy
+        REQUIRE(run_until_done(map, t));
+        CHECK(test::LifetimeProbe::alive == 0);
+        CHECK(test::LifetimeProbe::destroyed == 2);
+        // The result stays readable through the handle.
+        int got = 0;
+        auto joiner = [&]() -> Task<void> { got = co_await t; };
+        REQUIRE(run_until_done(map, asyncore::spawn(joiner(), map)));
+        CHECK(got == 42);
+        CHECK(t.state()->error() == nullptr);
+    }
+
+    TEST_CASE("a task owning an AsyncSocket parameter closes it when it ends: the peer sees EOF") {
+        ChannelMap map;
+        auto [a, b] = test::connected_pair(AF_UNIX);
+        TaskRef t = asyncore::spawn(send_then_end(asyncore::AsyncSocket(std::move(a))), map);
+        REQUIRE(run_until_done(map, t));
+        // No further pass: the pass that ended the task closed its socket.
+        PeerView v = peer_view(b.fd());
+        CHECK(v.data == "bye");
+        CHECK(v.eof);
+        CHECK(t.state()->error() == nullptr);
+    }
+
+    TEST_CASE("a terminated task releases its AsyncSocket parameter while its handle is held") {
+        ChannelMap map;
+        auto [a, b] = test::connected_pair(AF_INET);
+        TaskRef t = asyncore::spawn(hold_socket_forever(asyncore::AsyncSocket(std::move(a))), map);
+        test::run_passes(map, 2);
+        CHECK_FALSE(peer_view(b.fd()).eof);
+        CHECK(t.terminate());
+        REQUIRE(run_until_done(map, t));
+        CHECK(peer_view(b.fd()).eof);
+        CHECK(test::is_cancelled(t.state()->error()));
+        CHECK_FALSE(t.terminate());
+        CHECK_FALSE(t.send(1));
+        CHECK_FALSE(t.resume());
+        t.set_daemon();  // nothing to do for a finished task
+        bool told = false;
+        t.monitor([&](const TaskRef&, std::exception_ptr e) { told = test::is_cancelled(e); });
+        CHECK(told);
+    }
+
+    TEST_CASE("a task owning an AsyncFile parameter closes it when it ends") {
+        ChannelMap map;
+        int fds[2];
+        REQUIRE(::pipe2(fds, O_NONBLOCK | O_CLOEXEC) == 0);
+        TaskRef t = asyncore::spawn(write_then_end(asyncore::AsyncFile(fds[1])), map);
+        REQUIRE(run_until_done(map, t));
+        PeerView v = peer_view(fds[0]);
+        CHECK(v.data == "x");
+        CHECK(v.eof);
+        ::close(fds[0]);
+    }
+
+    TEST_CASE("a lock guard handed to a task is released when the task ends") {
+        ChannelMap map;
+        asyncore::Lock lock;
+        TaskRef holder;
+        bool waiter_got_it = false;
+        auto owner = [&]() -> Task<void> {
+            auto held = co_await lock.scoped();
+            holder = asyncore::spawn(hold_guard(std::move(held)), map);
+        };
+        auto waiter = [&]() -> Task<void> {
+            auto held = co_await lock.scoped(5s);
+            waiter_got_it = true;
+        };
+        REQUIRE(run_until_done(map, asyncore::spawn(owner(), map)));
+        CHECK(lock.locked());
+        TaskRef w = asyncore::spawn(waiter(), map);
+        REQUIRE(run_until_done(map, holder));
+        REQUIRE(run_until_done(map, w));
+        CHECK(waiter_got_it);
+        CHECK_FALSE(lock.locked());
+    }
+
+    TEST_CASE("a coroutine awaited inline is destroyed before its caller resumes") {
+        ChannelMap map;
+        test::LifetimeProbe::reset();
+        int alive_after = -1;
+        int first = 0;
+        int second = 0;
+        auto parent = [&]() -> Task<void> {
+            Task<int> child = probe_then_value(test::LifetimeProbe{}, 7);
+            first = co_await child;
+            alive_after = test::LifetimeProbe::alive;
+            second = co_await child;  // a finished task's value is read again
+        };
+        REQUIRE(run_until_done(map, asyncore::spawn(parent(), map)));
+        CHECK(alive_after == 0);
+        CHECK(first == 7);
+        CHECK(second == 7);
+    }
+
+    TEST_CASE("a task whose state could not share its frame's allocation keeps the same rules") {
+        ChannelMap map;
+        test::LifetimeProbe::reset();
+        MakesACoroutine maker;
+        Task<int> t = asyncore::spawn(with_fallback_state(maker, test::LifetimeProbe{}, 5), map);
+        REQUIRE(run_until_done(map, t));
+        CHECK(test::LifetimeProbe::alive == 0);
+        int got = 0;
+        auto joiner = [&]() -> Task<void> { got = co_await t; };
+        REQUIRE(run_until_done(map, asyncore::spawn(joiner(), map)));
+        CHECK(got == 5);
+    }
+
+    TEST_CASE("a failed task's exception is reported when its last handle goes, not before") {
+        ChannelMap map;
+        test::StderrCapture err;
+        std::optional<Task<int>> t = asyncore::spawn(thrower(), map);
+        REQUIRE(run_until_done(map, *t));
+        CHECK(err.text().empty());
+        t.reset();
+        CHECK(err.text().find("exception in a task nobody awaited (std::runtime_error: boom)") !=
+              std::string::npos);
     }
 }

@@ -35,6 +35,18 @@
 // after that. Destroying the map (e.g. at thread exit for socket_map())
 // cancels every task still running and lets it unwind.
 //
+// A finished task releases what it holds at once (pycos: a task that returns
+// is gone). When its coroutine finishes (returns, throws, or ends by
+// terminate()), the coroutine frame is destroyed right there, before the
+// loop's next pass, whoever still holds a TaskRef or Task<T>: its parameters
+// (an AsyncSocket taken by value is closed, so the peer sees EOF), its
+// mailbox and anything else the frame owned. Only the outcome stays, in a
+// small block the handles share: the value or exception for co_await,
+// finished() and monitor(), and done(). (The frame's memory itself is
+// returned to the allocator when the last handle goes, as a make_shared
+// control block's is; nothing in it is alive.) A coroutine awaited inline is
+// destroyed the same way when it returns to its caller.
+//
 // Errors nobody looks at: when the last reference to a task that failed is
 // dropped without anyone having awaited it (co_await, finished(), monitor()),
 // the exception is reported on stderr. A detached task that fails is reported
@@ -86,6 +98,7 @@ namespace detail {
 
 class TaskCore;
 class PromiseBase;
+class TaskState;
 class WaitList;
 struct Scheduler;
 
@@ -216,14 +229,111 @@ Mailbox<M>& TaskCore::mailbox() {
     return static_cast<Mailbox<M>&>(*mailbox_);
 }
 
-/// What every Task promise shares: the frame's reference count, its
-/// exception, the inline caller it returns to, and (for a spawned task) the
-/// task's scheduling state.
+/// The part of a task that outlives its coroutine frame, shared by its
+/// TaskRef/Task handles: the reference count, the outcome (exception, and in
+/// TaskResult<T> the value) and the flags the handles read. It is allocated
+/// ahead of the frame, in the same block, when the coroutine's allocation
+/// can be found from its promise (always with GCC and Clang), else on its
+/// own; either way a finished task keeps only this alive.
+class TaskState {
+  public:
+    TaskState(const TaskState&) = delete;
+    TaskState& operator=(const TaskState&) = delete;
+
+    bool started() const noexcept { return started_; }
+    bool done() const noexcept { return done_; }
+    /// The exception the coroutine ended with; marks it observed.
+    std::exception_ptr take_error() noexcept {
+        observed_ = true;
+        return error_;
+    }
+    std::exception_ptr error() const noexcept { return error_; }
+    /// The live coroutine's promise: null once the frame is destroyed.
+    PromiseBase* promise() const noexcept { return promise_; }
+    /// True if `frame` was allocated behind this block.
+    bool allocated_with(const void* frame) const noexcept { return frame_ == frame; }
+
+    void add_ref() noexcept { ++refs_; }
+    /// Drops a reference. The last one destroys a coroutine that never
+    /// started, and this block once the frame is gone.
+    void release() noexcept;
+
+  protected:
+    using Destroy = void (*)(TaskState*) noexcept;
+    explicit TaskState(Destroy destroy) noexcept : destroy_(destroy) {}
+    /// Reports an exception nobody awaited (not Cancelled) on stderr.
+    ~TaskState();
+
+  private:
+    friend class PromiseBase;
+    template <class T>
+    friend class PromiseFor;
+    template <class T>
+    friend class TaskResult;
+    /// Frees this block once nothing refers to it or lives in its memory.
+    void free_if_unused() noexcept;
+
+    Destroy destroy_;  ///< runs the typed destructor and frees
+    PromiseBase* promise_ = nullptr;
+    std::exception_ptr error_;
+    void* frame_ = nullptr;  ///< the frame allocated behind this block, if any
+    std::uint32_t refs_ = 0;
+    bool started_ = false;
+    bool done_ = false;
+    bool observed_ = false;
+    bool adopted_ = false;       ///< a promise took this block as its state
+    bool frame_memory_ = false;  ///< the frame's memory (behind this block) is not freed yet
+};
+
+/// Where a task's value is kept: none for void.
+template <class T>
+struct ResultValue {
+    std::optional<T> value;
+};
+template <>
+struct ResultValue<void> {};
+
+/// A task's state with its value.
+template <class T>
+class TaskResult final : public TaskState, public ResultValue<T> {
+  public:
+    TaskResult() noexcept : TaskState(&destroy) {}
+
+  private:
+    static void destroy(TaskState* s) noexcept;
+};
+
+/// The coroutine frame allocation: the frame, behind a TaskResult<T> that
+/// its promise adopts (see Promise::Promise). Not for over-aligned values,
+/// which get a state of their own.
+template <class T>
+struct FrameBlock {
+    static constexpr std::size_t align = __STDCPP_DEFAULT_NEW_ALIGNMENT__;
+    static constexpr bool used = alignof(TaskResult<T>) <= align;
+    static constexpr std::size_t head = (sizeof(TaskResult<T>) + align - 1) / align * align;
+};
+
+/// The memory of a frame and the block ahead of it (out of line, so that the
+/// compiler pairs the class operator new/delete below and not the global
+/// ones they use).
+void* allocate_frame_block(std::size_t size);
+void free_frame_block(void* block) noexcept;
+
+/// The block allocated with the frame being created on this thread, until
+/// its promise adopts it (hand-off from operator new to the constructor).
+void offer_state(TaskState* s) noexcept;
+/// Takes the offered block if it was allocated with `frame`; null otherwise
+/// (the promise then allocates its state on its own).
+TaskState* adopt_offered_state(void* frame) noexcept;
+/// Withdraws `s` if it is still on offer (its frame is being freed).
+void withdraw_state(TaskState* s) noexcept;
+
+/// What every Task promise shares: its state, the inline caller it returns
+/// to, and (for a spawned task) the task's scheduling state.
 class PromiseBase {
   public:
     PromiseBase(const PromiseBase&) = delete;
     PromiseBase& operator=(const PromiseBase&) = delete;
-    ~PromiseBase();
 
     struct InitialAwaiter {
         PromiseBase* p;
@@ -243,25 +353,14 @@ class PromiseBase {
         void await_resume() const noexcept {}
     };
 
-    PromiseBase() noexcept { core_.root_ = this; }
     InitialAwaiter initial_suspend() noexcept { return {this}; }
     FinalAwaiter final_suspend() noexcept { return {this}; }
     /// Keeps the exception for whoever joins; an ExitNow also leaves loop().
     void unhandled_exception() noexcept;
 
     TaskCore& task() const noexcept { return *task_; }
-    bool started() const noexcept { return started_; }
-    bool done() const noexcept { return done_; }
+    TaskState& state() const noexcept { return *state_; }
     bool spawned() const noexcept { return task_ == &core_ && core_.map_ != nullptr; }
-    /// The exception the coroutine ended with; marks it observed.
-    std::exception_ptr take_error() noexcept {
-        observed_ = true;
-        return error_;
-    }
-    std::exception_ptr error() const noexcept { return error_; }
-
-    void add_ref() noexcept { ++refs_; }
-    void release() noexcept;
 
     /// Starts this coroutine inline, as a part of `parent`'s task; when it
     /// ends it transfers back to `caller`. Returns the handle to transfer to.
@@ -270,10 +369,17 @@ class PromiseBase {
     void spawn(ChannelMap& map);
 
   protected:
+    PromiseBase() noexcept { core_.root_ = this; }
+    /// Detaches the state, which outlives the frame.
+    ~PromiseBase();
+    /// Makes `s` this coroutine's state.
+    void attach(TaskState* s) noexcept;
     std::coroutine_handle<> self_;
+    TaskState* state_ = nullptr;
 
   private:
     friend class TaskCore;
+    friend class TaskState;
     friend class JoinWait;
     friend struct Scheduler;
     friend class asyncore::TaskRef;
@@ -283,12 +389,11 @@ class PromiseBase {
     TaskCore core_;
     TaskCore* task_ = &core_;
     std::coroutine_handle<> caller_;
-    std::exception_ptr error_;
-    std::uint32_t refs_ = 0;
-    bool started_ = false;
-    bool done_ = false;
-    bool observed_ = false;
 };
+
+/// Makes the unstarted coroutine of `s` a task of its own on `map`; throws
+/// std::logic_error if it was already started.
+void spawn_task(TaskState& s, ChannelMap& map);
 
 /// The task running on this thread right now, or null outside tasks.
 TaskCore* current_task() noexcept;
@@ -308,8 +413,8 @@ class Promise;
 /// for a spawned task to end.
 class JoinWait : public Wait {
   public:
-    JoinWait(PromiseBase* p, Timeout t) noexcept : p_(p), timeout_(t) {}
-    bool await_ready() const noexcept { return p_->done(); }
+    JoinWait(TaskState* s, Timeout t) noexcept : s_(s), timeout_(t) {}
+    bool await_ready() const noexcept { return s_->done(); }
     template <class P>
     std::coroutine_handle<> await_suspend(std::coroutine_handle<P> h) {
         return suspend_on(task_of(h), h);
@@ -318,7 +423,7 @@ class JoinWait : public Wait {
   protected:
     /// Rethrows the waiter's own failure (timeout, cancel), then the task's.
     void check() const;
-    PromiseBase* p_;
+    TaskState* s_;
 
   private:
     std::coroutine_handle<> suspend_on(TaskCore& me, std::coroutine_handle<> h);
@@ -332,23 +437,24 @@ class JoinWait : public Wait {
 class TaskRef {
   public:
     TaskRef() noexcept = default;
-    TaskRef(const TaskRef& o) noexcept : p_(o.p_) {
-        if (p_) p_->add_ref();
+    TaskRef(const TaskRef& o) noexcept : s_(o.s_) {
+        if (s_) s_->add_ref();
     }
-    TaskRef(TaskRef&& o) noexcept : p_(std::exchange(o.p_, nullptr)) {}
+    TaskRef(TaskRef&& o) noexcept : s_(std::exchange(o.s_, nullptr)) {}
     TaskRef& operator=(TaskRef o) noexcept {
-        std::swap(p_, o.p_);
+        std::swap(s_, o.s_);
         return *this;
     }
     ~TaskRef() {
-        if (p_) p_->release();
+        if (s_) s_->release();
     }
 
-    explicit operator bool() const noexcept { return p_ != nullptr; }
-    /// True once the coroutine has finished (returned, thrown or been cancelled).
-    bool done() const noexcept { return p_ && p_->done(); }
+    explicit operator bool() const noexcept { return s_ != nullptr; }
+    /// True once the coroutine has finished (returned, thrown or been
+    /// cancelled); its frame is destroyed by then (see the top of this file).
+    bool done() const noexcept { return s_ && s_->done(); }
     /// True once spawned or started by an await.
-    bool started() const noexcept { return p_ && p_->started(); }
+    bool started() const noexcept { return s_ && s_->started(); }
 
     /// Puts `msg` in the task's mailbox and wakes it if it waits in
     /// receive<M>(). Returns false (and drops msg) if the task has finished.
@@ -379,21 +485,23 @@ class TaskRef {
         using JoinWait::JoinWait;
         std::exception_ptr await_resume() const {
             throw_if_failed();
-            return p_->take_error();
+            return s_->take_error();
         }
     };
     Finished finished(Timeout timeout = std::nullopt) const;
 
-    friend bool operator==(const TaskRef& a, const TaskRef& b) noexcept { return a.p_ == b.p_; }
+    friend bool operator==(const TaskRef& a, const TaskRef& b) noexcept { return a.s_ == b.s_; }
 
-    /// The library's view of the coroutine (not part of the public API).
-    detail::PromiseBase* promise() const noexcept { return p_; }
+    /// The library's view of the task (not part of the public API).
+    detail::TaskState* state() const noexcept { return s_; }
 
   protected:
-    explicit TaskRef(detail::PromiseBase* p) noexcept : p_(p) {
-        if (p_) p_->add_ref();
+    explicit TaskRef(detail::TaskState* s) noexcept : s_(s) {
+        if (s_) s_->add_ref();
     }
-    detail::PromiseBase* p_ = nullptr;
+    /// The live coroutine of an unfinished task.
+    detail::PromiseBase& live() const noexcept { return *s_->promise(); }
+    detail::TaskState* s_ = nullptr;
     friend class detail::TaskCore;
     friend class detail::PromiseBase;
     template <class U>
@@ -414,46 +522,106 @@ class Task : public TaskRef {
     /// exception. An unstarted coroutine runs inline in the awaiting task.
     class Join : public detail::JoinWait {
       public:
-        Join(detail::PromiseBase* p, Timeout t, bool move) noexcept : JoinWait(p, t), move_(move) {}
+        Join(detail::TaskState* s, Timeout t, bool move) noexcept : JoinWait(s, t), move_(move) {}
         T await_resume() const;
 
       private:
         bool move_;
     };
-    Join operator co_await() const& noexcept { return Join(p_, std::nullopt, false); }
-    Join operator co_await() && noexcept { return Join(p_, std::nullopt, true); }
+    Join operator co_await() const& noexcept { return Join(s_, std::nullopt, false); }
+    Join operator co_await() && noexcept { return Join(s_, std::nullopt, true); }
     /// Joins with a timeout. An unstarted coroutine is spawned first (on the
     /// awaiting task's map); on timeout it keeps running (terminate() it if
     /// it should not).
-    Join join(Timeout timeout) const noexcept { return Join(p_, timeout, false); }
+    Join join(Timeout timeout) const noexcept { return Join(s_, timeout, false); }
 
   private:
     friend class detail::Promise<T>;
-    explicit Task(detail::PromiseBase* p) noexcept : TaskRef(p) {}
+    explicit Task(detail::TaskState* s) noexcept : TaskRef(s) {}
 };
 
 namespace detail {
 
 template <class T>
-class Promise : public PromiseBase {
+void TaskResult<T>::destroy(TaskState* s) noexcept {
+    auto* r = static_cast<TaskResult*>(s);
+    void* frame = r->frame_;
+    r->~TaskResult();
+    if (frame != nullptr) {
+        free_frame_block(static_cast<char*>(frame) - FrameBlock<T>::head);
+    } else {
+        ::operator delete(static_cast<void*>(r));
+    }
+}
+
+/// What Promise<T> and Promise<void> share: the frame is allocated behind
+/// the task's TaskResult<T>, so that a task whose frame is destroyed still
+/// has its outcome without a second allocation per coroutine.
+template <class T>
+class PromiseFor : public PromiseBase {
   public:
-    Task<T> get_return_object() noexcept {
-        self_ = std::coroutine_handle<Promise>::from_promise(*this);
-        return Task<T>(this);
+    static void* operator new(std::size_t size) {
+        if constexpr (!FrameBlock<T>::used) {
+            return ::operator new(size);
+        } else {
+            char* block = static_cast<char*>(allocate_frame_block(FrameBlock<T>::head + size));
+            auto* state = ::new (block) TaskResult<T>();
+            void* frame = block + FrameBlock<T>::head;
+            state->frame_ = frame;
+            state->frame_memory_ = true;
+            offer_state(state);
+            return frame;
+        }
+    }
+    static void operator delete(void* frame) noexcept {
+        if constexpr (!FrameBlock<T>::used) {
+            ::operator delete(frame);
+        } else {
+            auto* state =
+                reinterpret_cast<TaskResult<T>*>(static_cast<char*>(frame) - FrameBlock<T>::head);
+            withdraw_state(state);
+            state->frame_memory_ = false;
+            state->free_if_unused();
+        }
+    }
+
+  protected:
+    PromiseFor() noexcept = default;
+    /// Called by get_return_object(), the first thing that runs after the
+    /// promise is constructed: adopts the block allocated with `frame`, or
+    /// (when the allocation was elided, or a parameter's copy created another
+    /// coroutine meanwhile) allocates a state of its own.
+    void attach_state(void* frame) {
+        TaskState* s = nullptr;
+        if constexpr (FrameBlock<T>::used) s = adopt_offered_state(frame);
+        attach(s != nullptr ? s : new TaskResult<T>());
+    }
+    TaskResult<T>& result() noexcept { return static_cast<TaskResult<T>&>(*state_); }
+};
+
+template <class T>
+class Promise : public PromiseFor<T> {
+  public:
+    Task<T> get_return_object() {
+        auto h = std::coroutine_handle<Promise>::from_promise(*this);
+        this->self_ = h;
+        this->attach_state(h.address());
+        return Task<T>(this->state_);
     }
     template <class U>
     void return_value(U&& v) noexcept(std::is_nothrow_constructible_v<T, U&&>) {
-        value_.emplace(std::forward<U>(v));
+        this->result().value.emplace(std::forward<U>(v));
     }
-    std::optional<T> value_;
 };
 
 template <>
-class Promise<void> : public PromiseBase {
+class Promise<void> : public PromiseFor<void> {
   public:
-    Task<void> get_return_object() noexcept {
-        self_ = std::coroutine_handle<Promise>::from_promise(*this);
-        return Task<void>(this);
+    Task<void> get_return_object() {
+        auto h = std::coroutine_handle<Promise>::from_promise(*this);
+        self_ = h;
+        attach_state(h.address());
+        return Task<void>(state_);
     }
     void return_void() noexcept {}
 };
@@ -463,7 +631,7 @@ class Promise<void> : public PromiseBase {
 template <class T>
 T Task<T>::Join::await_resume() const {
     check();
-    auto& v = static_cast<detail::Promise<T>*>(p_)->value_;
+    auto& v = static_cast<detail::TaskResult<T>*>(s_)->value;
     if constexpr (!std::is_void_v<T>) {
         if (move_) return std::move(*v);
         return *v;
@@ -481,7 +649,7 @@ inline void Task<void>::Join::await_resume() const {
 template <class T>
 Task<T> spawn(Task<T> task, ChannelMap& map = socket_map()) {
     if (!task) throw std::logic_error("spawn: empty task");
-    task.promise()->spawn(map);
+    detail::spawn_task(*task.state(), map);
     return task;
 }
 
@@ -568,7 +736,7 @@ struct ThisTask {
     bool await_ready() const noexcept { return false; }
     template <class P>
     bool await_suspend(std::coroutine_handle<P> h) noexcept {
-        self = TaskRef(&detail::task_of(h).root());
+        self = TaskRef(&detail::task_of(h).root().state());
         return false;
     }
     TaskRef await_resume() { return std::move(self); }
@@ -579,8 +747,8 @@ inline ThisTask this_task() noexcept {
 
 template <class M>
 bool TaskRef::send(M msg) {
-    if (!p_ || p_->done()) return false;
-    detail::TaskCore& t = p_->task();
+    if (!s_ || s_->done()) return false;
+    detail::TaskCore& t = live().task();
     t.mailbox<M>().queue.push_back(std::move(msg));
     detail::Wait* w = t.current_wait();
     if (w != nullptr && w->kind == detail::Wait::Kind::receive) t.complete(*w);
