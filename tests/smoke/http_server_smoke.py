@@ -1,5 +1,6 @@
 """http_server driven by curl (GET /hello, a 10 MiB file byte-exact, 404),
-raw sockets (pipelining, 400, request-size limit) and a short wrk run."""
+raw sockets (pipelining, a client that half-closes after pipelining, 400,
+request-size limit) and a short wrk run."""
 
 import hashlib
 import os
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 
+from half_close import half_close
 from server_process import fail, start_server, stop_server
 
 root = tempfile.mkdtemp(prefix="http-smoke-")
@@ -61,6 +63,10 @@ try:
     pipelined = raw(host, port, b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n" * 3, want_close=False)
     if pipelined.count(b"HTTP/1.1 200 OK") != 3:
         fail("pipelining: %r" % pipelined[:200])
+    answered = half_close(host, port, b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n" * 3,
+                          "http_server")
+    if answered.count(b"HTTP/1.1 200 OK") != 3 or not answered.endswith(b"Hello, world!"):
+        fail("half-closed pipelining: %r" % answered[:300])
     if not raw(host, port, b"NONSENSE\r\n\r\n").startswith(b"HTTP/1.1 400"):
         fail("malformed request not answered 400")
     big = b"GET /hello HTTP/1.1\r\nX: " + b"a" * 20000 + b"\r\n\r\n"

@@ -1,11 +1,13 @@
 """A Python client framing with struct.pack('>L') round-trips messages of
-0 B, 1 B and 16 MiB through msg_echo_server; an oversized length is refused."""
+0 B, 1 B and 16 MiB through msg_echo_server; an oversized length is refused;
+a client that sends ten messages and half-closes gets ten echoes, then EOF."""
 
 import os
 import socket
 import struct
 import sys
 
+from half_close import half_close
 from server_process import fail, start_server, stop_server
 
 
@@ -36,6 +38,11 @@ try:
         s.sendall(struct.pack('>L', 0xffffffff))
         if s.recv(1) != b"":
             fail("an oversized message was not refused by closing")
+    msgs = [b"message %d" % i for i in range(10)]
+    framed = b"".join(struct.pack('>L', len(m)) + m for m in msgs)
+    back = half_close(host, port, framed, "msg_echo_server")
+    if back != framed:
+        fail("after a half-close the client got %r, expected the ten echoes" % back[:200])
 finally:
     stop_server(proc)
-print("ok: 0 B, 1 B and 16 MiB round-tripped; oversized refused")
+print("ok: 0 B, 1 B and 16 MiB round-tripped; oversized refused; half-close answered and closed")

@@ -8,6 +8,8 @@ port, and checks that:
     checked against the certificate, gets its line echoed back;
   - s_client trusting only the system store fails verification, so the
     certificate check is really on;
+  - a Python ssl client that sends data and its close_notify, and keeps
+    reading, gets every byte echoed, then the server's close_notify;
   - the server exits 0 on SIGTERM.
 
 usage: tls_echo_smoke.py PATH/TO/tls_echo_server [PATH/TO/openssl]
@@ -16,6 +18,8 @@ usage: tls_echo_smoke.py PATH/TO/tls_echo_server [PATH/TO/openssl]
 import os
 import selectors
 import signal
+import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -105,6 +109,59 @@ def check_untrusted(openssl, port, d):
     print("ok: s_client without the test CA refuses the certificate")
 
 
+def check_half_close(port, d):
+    """The TLS half-close: the client sends its data and its close_notify,
+    then keeps reading. It must get every byte echoed, then the server's own
+    close_notify (the connection's task ended and closed its socket)."""
+    ctx = ssl.create_default_context(cafile=os.path.join(d, "ca.pem"))
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ctx.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    payload = b"".join(b"line %d over TLS\n" % i for i in range(100))
+    deadline = time.monotonic() + TIMEOUT
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as raw:
+        def flush():
+            raw.sendall(outgoing.read())
+
+        def pump():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                sys.exit("FAIL: the server did not close after the client's close_notify")
+            raw.settimeout(left)
+            try:
+                data = raw.recv(65536)
+            except socket.timeout:
+                return
+            if data:
+                incoming.write(data)
+            else:
+                incoming.write_eof()
+
+        while True:
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                flush()
+                pump()
+        tls.write(payload)
+        try:
+            tls.unwrap()  # sends close_notify, then wants the server's
+        except ssl.SSLWantReadError:
+            pass
+        flush()
+        got = b""
+        while True:
+            try:
+                got += tls.read(65536)
+            except ssl.SSLWantReadError:
+                pump()
+            except ssl.SSLZeroReturnError:
+                break  # the server's close_notify
+    if got != payload:
+        sys.exit(f"FAIL: after a half-close got {len(got)} of {len(payload)} bytes echoed")
+    print("ok: a client that sent close_notify got every byte echoed, then the server's")
+
+
 def main():
     server_path = sys.argv[1]
     openssl = sys.argv[2] if len(sys.argv) > 2 else "openssl"
@@ -122,6 +179,7 @@ def main():
             check_echo(openssl, port, d)
             check_untrusted(openssl, port, d)
             check_echo(openssl, port, d)  # the refused client left the server serving
+            check_half_close(port, d)
             server.send_signal(signal.SIGTERM)
             code = server.wait(timeout=TIMEOUT)
             if code != 0:

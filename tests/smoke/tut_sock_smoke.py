@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+from half_close import half_close
 from server_process import fail, start_server, stop_server
 
 server_exe, client_exe = sys.argv[1], sys.argv[2]
@@ -22,6 +23,14 @@ try:
         if sum(l.startswith("received: ") for l in proc.log) >= N:
             break
         time.sleep(0.05)
+    # The tutorial server replies nothing: after a half-close the client must
+    # see the server close its side once the connection's task has ended.
+    if half_close(host, port, b"half-closed/", "tut_sock_server") != b"":
+        fail("tut_sock_server sent data to a client")
+    N += 1
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not any("half-closed/" in l for l in proc.log):
+        time.sleep(0.05)
 finally:
     stop_server(proc, signal.SIGINT)
 
@@ -30,12 +39,14 @@ if len(received) != N:
     fail("server received %d messages, expected %d" % (len(received), N))
 ids = set()
 for msg in received:
+    if msg == "half-closed/":
+        continue
     m = re.fullmatch(r"(\d+): (-+)/", msg)
     if not m or not 100 <= len(m.group(2)) <= 300:
         fail("malformed message %r" % msg)
     ids.add(int(m.group(1)))
-if ids != set(range(N)):
-    fail("missing messages: %s" % sorted(set(range(N)) - ids)[:10])
+if ids != set(range(N - 1)):
+    fail("missing messages: %s" % sorted(set(range(N - 1)) - ids)[:10])
 if not any(l.strip() == "messages received: %d" % N for l in proc.log):
     fail("server did not print its count: %r" % proc.log[-3:])
-print("ok: %d messages delivered" % N)
+print("ok: %d messages delivered; a half-closed connection was closed" % N)
