@@ -323,6 +323,63 @@ void Dispatcher::rearm() noexcept {
     map_->core().mark_dirty(fd_);
 }
 
+// -- Idle timeout -----------------------------------------------------------------
+
+namespace {
+
+// handle_idle_timeout() with the handlers' error routing. A channel it left
+// open (it may have sent a keep-alive probe) counts from now again; one it
+// closed or replaced needs nothing: add() starts a new socket's countdown.
+void channel_idle_expired(detail::IdleEntry& e) noexcept {
+    auto& idle = static_cast<detail::ChannelIdle&>(e);
+    Dispatcher& d = *idle.channel;
+    detail::MapCore& core = d.map().core();
+    const std::uint64_t id = socket_identity(d);
+    try {
+        detail::routed(d, [&] { d.handle_idle_timeout(); });
+    } catch (...) {
+        core.request_exit(std::current_exception());
+    }
+    if (socket_identity(d) != id) return;
+    core.queue_dirty(d.fileno());
+    if (idle.scheduled()) return;
+    try {
+        core.idle_timers().start(idle);
+    } catch (const std::bad_alloc&) {
+        d.log_info("idle timeout: out of memory, countdown not restarted", "error");
+    }
+}
+
+}  // namespace
+
+void detail::ChannelIdleDeleter::operator()(ChannelIdle* idle) const noexcept {
+    delete idle;
+}
+
+void Dispatcher::set_idle_timeout(Timeout timeout) {
+    const bool on = timeout && *timeout > Duration::zero();
+    if (!idle_) {
+        if (!on) return;
+        idle_.reset(new detail::ChannelIdle);
+        idle_->channel = this;
+        idle_->expired = channel_idle_expired;
+    }
+    idle_->timeout = on ? std::chrono::duration_cast<detail::IdleClock::duration>(*timeout)
+                        : detail::IdleClock::duration::zero();
+    detail::MapCore& core = map_->core();
+    if (fd_ >= 0 && core.find(fd_) == this) core.idle_timers().start(*idle_);
+}
+
+Timeout Dispatcher::idle_timeout() const noexcept {
+    if (!idle_ || idle_->timeout == detail::IdleClock::duration::zero()) return std::nullopt;
+    return std::chrono::duration_cast<Duration>(idle_->timeout);
+}
+
+void Dispatcher::reset_idle_timer() noexcept {
+    // The heap sees it when the entry comes up: no heap or timer work here.
+    if (idle_) idle_->last = detail::IdleClock::now();
+}
+
 // -- Event dispatch -------------------------------------------------------------
 
 void Dispatcher::handle_read_event() {
@@ -403,6 +460,11 @@ void Dispatcher::handle_accepted(Socket sock, const Address&) {
 void Dispatcher::handle_close() {
     log_info("unhandled close event", "warning");
     close();
+}
+
+void Dispatcher::handle_idle_timeout() {
+    log_info("idle timeout, closing channel " + repr(), "warning");
+    handle_close();
 }
 
 void Dispatcher::handle_error(std::exception_ptr error) {

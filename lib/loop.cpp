@@ -87,6 +87,7 @@ MapCore::MapCore(ChannelMap& o) : owner(o), base(new_base()) {
 
 MapCore::~MapCore() {
     tasks.reset();
+    idle.reset();
     drop_timers();
     for (Slot& s : slots) {
         if (s.read_ev) event_free(s.read_ev);
@@ -119,6 +120,7 @@ void MapCore::add(Dispatcher& d, int fd) {
         throw_errno(ENOMEM, "add_channel");
     }
     ++channel_count;
+    if (d.idle_) idle_timers().start(*d.idle_);
     if (d.is_socket_) {
         epoll_event ev{};
         ev.events = EPOLLPRI | EPOLLET;
@@ -134,6 +136,7 @@ void MapCore::remove(int fd) noexcept {
     Slot& s = slots[fd];
     if (s.channel == nullptr) return;
     if (s.channel->is_socket_) (void)::epoll_ctl(urgent_fd, EPOLL_CTL_DEL, fd, nullptr);
+    if (s.channel->idle_) idle->stop(*s.channel->idle_);
     // event_del() also drops an activation already queued for this pass:
     // that is what keeps a closed channel from seeing another callback.
     for (event** ev : {&s.read_ev, &s.write_ev}) {
@@ -287,6 +290,9 @@ void MapCore::dispatch_io(int fd, bool read_ready) noexcept {
         return;
     }
     dispatching = fd;
+    if (d->idle_) [[unlikely]] {
+        touch(*d->idle_);
+    }
     try {
         if (read_ready) {
             routed(*d, [d] { d->handle_read_event(); });
@@ -404,6 +410,7 @@ void MapCore::run_posted() noexcept {
 // -- The pass -----------------------------------------------------------------
 
 void MapCore::run_pass(Duration timeout, bool bounded) {
+    pass_time_valid = false;
     // A busy loop's passes mostly have nothing queued: test before calling.
     if (poll_all || !dirty.empty()) refresh_interest();
     ++stats.passes;
@@ -436,6 +443,13 @@ void MapCore::arm_pass_timer(Duration timeout) {
         evtimer_add(pass_timer, &tv);
         pass_deadline = deadline;
     }
+}
+
+// -- Idle timeouts ------------------------------------------------------------
+
+IdleTimers& MapCore::idle_timers() {
+    if (!idle) idle = std::make_unique<IdleTimers>(*this);
+    return *idle;
 }
 
 // -- Ownership ----------------------------------------------------------------

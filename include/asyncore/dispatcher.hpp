@@ -49,9 +49,13 @@ class TlsContext;
 namespace detail {
 struct TlsChannel;
 struct DispatcherTls;
+struct ChannelIdle;
 /// Frees a TlsChannel (defined where the type is complete, in lib/).
 struct TlsChannelDeleter {
     void operator()(TlsChannel* t) const noexcept;
+};
+struct ChannelIdleDeleter {
+    void operator()(ChannelIdle* t) const noexcept;
 };
 }  // namespace detail
 
@@ -176,6 +180,29 @@ class Dispatcher {
     /// The negotiated TLS version ("TLSv1.3"), empty without TLS.
     std::string tls_version() const;
 
+    // -- Idle timeout: drop a peer that connects and then says nothing (or
+    //    one byte a minute).
+
+    /// Once `timeout` passes without the loop delivering a read or write
+    /// event to this channel (the peer sent nothing, and took none of any
+    /// output waiting for room), handle_idle_timeout() runs. std::nullopt
+    /// or zero turns it off (the default). The countdown starts now, or
+    /// when the channel gets a socket, and again after handle_idle_timeout()
+    /// if that leaves the channel open.
+    ///
+    /// It costs nothing per message: an event only stores the time of its
+    /// pass, and one timer per map, armed for the earliest countdown, looks
+    /// at each connection about once per timeout. handle_idle_timeout()
+    /// runs between `timeout` and `timeout` plus one pass after the last
+    /// event. Bytes send() writes at once are not activity (output to a
+    /// peer that never speaks does not keep it); call reset_idle_timer()
+    /// where they should count. Loop thread only; throws std::bad_alloc.
+    void set_idle_timeout(Timeout timeout);
+    /// The idle timeout in force; std::nullopt when off.
+    Timeout idle_timeout() const noexcept;
+    /// Counts now as activity: the countdown starts again.
+    void reset_idle_timer() noexcept;
+
     // -- Interest. Evaluated after this channel ran a handler or had a method
     //    called (or for every channel each pass with ChannelMap::set_poll_all).
 
@@ -218,6 +245,12 @@ class Dispatcher {
     /// (e.g. `make<Handler>(std::move(sock))`) to keep the connection.
     virtual void handle_accepted(Socket sock, const Address& addr);
     virtual void handle_close();
+    /// The channel was idle for its idle timeout (set_idle_timeout()).
+    /// Default: logs "idle timeout, closing channel <repr>" as a 'warning'
+    /// (ignored unless asked for) and calls handle_close(), so that the
+    /// cleanup a program does there runs for idle peers too. Exceptions go
+    /// to handle_error(), as from any handler.
+    virtual void handle_idle_timeout();
     /// Called with any exception a handler let escape (except ExitNow and
     /// the disconnect errnos). Default: logs "uncaptured exception, closing
     /// channel <repr> (<type>: <what>)" as an 'error' and calls
@@ -270,6 +303,8 @@ class Dispatcher {
     std::unique_ptr<std::set<std::string, std::less<>>> ignore_log_types_;
     /// Null unless start_tls() ran: the plaintext paths test only this.
     std::unique_ptr<detail::TlsChannel, detail::TlsChannelDeleter> tls_;
+    /// Null unless set_idle_timeout() ran: the event path tests only this.
+    std::unique_ptr<detail::ChannelIdle, detail::ChannelIdleDeleter> idle_;
 
     friend struct detail::MapCore;
     friend struct detail::DispatcherTls;

@@ -29,6 +29,9 @@ struct Timer;
 /// converts to it implicitly: `loop(100ms)`, `call_later(2s, fn)`.
 using Duration = std::chrono::duration<double>;
 
+/// How long a wait may last; std::nullopt waits forever (or: no timeout).
+using Timeout = std::optional<Duration>;
+
 /// A scheduled call made by call_later() (python-astm's call_later contract).
 ///
 /// The handle may be copied; copies refer to the same call. Dropping every

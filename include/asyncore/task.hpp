@@ -73,9 +73,6 @@
 
 namespace asyncore {
 
-/// How long a wait may last; std::nullopt waits forever.
-using Timeout = std::optional<Duration>;
-
 /// Thrown by an awaitable whose timeout expired (errc::timed_out).
 class TimeoutError : public std::system_error {
   public:

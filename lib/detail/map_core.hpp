@@ -18,6 +18,8 @@
 
 #include <asyncore/loop.hpp>
 
+#include "idle_timers.hpp"
+
 namespace asyncore {
 class Dispatcher;
 }
@@ -35,6 +37,11 @@ struct Slot {
     bool want_read = false;        ///< read_ev is added
     bool want_write = false;       ///< write_ev is added
     bool dirty = false;            ///< queued for an interest check
+};
+
+/// A dispatcher's idle countdown (Dispatcher::set_idle_timeout).
+struct ChannelIdle : IdleEntry {
+    Dispatcher* channel = nullptr;
 };
 
 /// A call_later() entry. Pending timers are kept alive by the map through
@@ -104,6 +111,21 @@ struct MapCore {
     void arm(Timer& t);
     void cancel(Timer& t) noexcept;
 
+    // -- Idle timeouts.
+    /// The map's idle countdowns, created on first use.
+    IdleTimers& idle_timers();
+    /// The time of this pass's events: read from the clock once per pass, on
+    /// first use. Only for event callbacks, which run after the pass's wait.
+    IdleClock::time_point pass_time() noexcept {
+        if (!pass_time_valid) {
+            pass_time_cache = IdleClock::now();
+            pass_time_valid = true;
+        }
+        return pass_time_cache;
+    }
+    /// Activity on `e`: one store, no heap or timer work.
+    void touch(IdleEntry& e) noexcept { e.last = pass_time(); }
+
     bool has_work() const noexcept {
         return channel_count > 0 || pending_timers > 0 || live_tasks > 0 ||
                posted_count.load(std::memory_order_acquire) > 0;
@@ -129,6 +151,10 @@ struct MapCore {
 
     /// Tasks alive on this map (the task layer counts them; loop() waits for them).
     std::size_t live_tasks = 0;
+
+    std::unique_ptr<IdleTimers> idle;
+    IdleClock::time_point pass_time_cache{};
+    bool pass_time_valid = false;
 
     /// State a higher layer keeps per map (the task layer's scheduler). It is
     /// destroyed first in ~MapCore, while the base, timers and channels are
