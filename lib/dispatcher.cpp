@@ -376,8 +376,7 @@ Timeout Dispatcher::idle_timeout() const noexcept {
 }
 
 void Dispatcher::reset_idle_timer() noexcept {
-    // The heap sees it when the entry comes up: no heap or timer work here.
-    if (idle_) idle_->last = detail::IdleClock::now();
+    if (idle_ && idle_->scheduled()) map_->core().touch(*idle_);
 }
 
 // -- Event dispatch -------------------------------------------------------------

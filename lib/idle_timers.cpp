@@ -2,6 +2,7 @@
 
 #include "detail/idle_timers.hpp"
 
+#include <algorithm>
 #include <new>
 
 #include "detail/map_core.hpp"
@@ -19,22 +20,51 @@ IdleTimers::~IdleTimers() {
     event_free(timer_);
 }
 
+namespace {
+
+// How often an active entry is checked: its lateness bound.
+IdleClock::duration check_interval(const IdleEntry& e) noexcept {
+    return std::max<IdleClock::duration>(e.timeout / 8, std::chrono::milliseconds(1));
+}
+
+}  // namespace
+
 void IdleTimers::start(IdleEntry& e) {
     if (e.scheduled()) erase(e.index);
     if (e.timeout <= IdleClock::duration::zero()) {
+        e.sleeping = false;
         arm();
         return;
     }
-    // A fresh clock, not the pass's: start() also runs before a pass waits.
-    e.last = IdleClock::now();
-    e.due = e.last + e.timeout;
+    e.idle_since = IdleClock::now();
+    e.seen = e.activity;
+    e.sleeping = true;
+    e.due = e.idle_since + e.timeout;
     push(e);
     arm();
 }
 
 void IdleTimers::stop(IdleEntry& e) noexcept {
+    e.sleeping = false;
     if (!e.scheduled()) return;
     erase(e.index);
+    arm();
+}
+
+// The first activity after a quiet check: idle from now, looked at again a
+// check interval from now (earlier or later than its old expiry).
+void IdleTimers::wake(IdleEntry& e) noexcept {
+    if (!e.scheduled()) {
+        e.sleeping = false;
+        return;
+    }
+    const IdleClock::time_point now = IdleClock::now();
+    e.sleeping = false;
+    e.seen = e.activity;
+    e.idle_since = now;
+    e.due = now + check_interval(e);
+    sift_up(e.index);
+    sift_down(e.index);
     arm();
 }
 
@@ -44,22 +74,33 @@ void IdleTimers::on_timer(evutil_socket_t, short, void* arg) {
     self->expire();
 }
 
-// Entries whose time has come: expired ones leave the heap and run their
-// callback (which may start, stop or destroy any entry, so the top is read
-// afresh each time); the others had activity and move to last + timeout.
+// Entries whose time has come (the top is read afresh each time: a callback
+// may start, stop or destroy any entry).
 void IdleTimers::expire() noexcept {
     const IdleClock::time_point now = IdleClock::now();
-    while (!heap_.empty() && heap_.front()->due <= now) {
-        IdleEntry& e = *heap_.front();
-        if (now - e.last >= e.timeout) {
-            erase(0);
-            e.expired(e);
-        } else {
-            e.due = e.last + e.timeout;
-            sift_down(0);
-        }
-    }
+    while (!heap_.empty() && heap_.front()->due <= now)
+        check(*heap_.front(), now);
     arm();
+}
+
+// `e` is at the top of the heap and due.
+void IdleTimers::check(IdleEntry& e, IdleClock::time_point now) noexcept {
+    if (e.activity != e.seen) {
+        // Active since the last check, whenever exactly: idle from now at most.
+        e.seen = e.activity;
+        e.idle_since = now;
+        e.sleeping = false;
+        e.due = now + check_interval(e);
+        sift_down(0);
+    } else if (now - e.idle_since >= e.timeout) {
+        erase(0);
+        e.sleeping = false;
+        e.expired(e);
+    } else {
+        e.sleeping = true;
+        e.due = e.idle_since + e.timeout;
+        sift_down(0);
+    }
 }
 
 // The timer follows the heap's top, and is re-armed only when that changed.

@@ -282,7 +282,7 @@ void MapCore::dispatch(int fd, int poll_flags) noexcept {
     run_channel(*this, fd, [&](Dispatcher& d) { readwrite(d, poll_flags); });
 }
 
-void MapCore::dispatch_io(int fd, bool read_ready) noexcept {
+inline void MapCore::dispatch_io(int fd, bool read_ready) noexcept {
     // libevent calls back only for an event that is added, and remove()
     // deletes both of a slot's events: `fd` indexes a live slot.
     Dispatcher* d = slots[fd].channel;
@@ -410,7 +410,6 @@ void MapCore::run_posted() noexcept {
 // -- The pass -----------------------------------------------------------------
 
 void MapCore::run_pass(Duration timeout, bool bounded) {
-    pass_time_valid = false;
     // A busy loop's passes mostly have nothing queued: test before calling.
     if (poll_all || !dirty.empty()) refresh_interest();
     ++stats.passes;

@@ -190,13 +190,14 @@ class Dispatcher {
     /// when the channel gets a socket, and again after handle_idle_timeout()
     /// if that leaves the channel open.
     ///
-    /// It costs nothing per message: an event only stores the time of its
-    /// pass, and one timer per map, armed for the earliest countdown, looks
-    /// at each connection about once per timeout. handle_idle_timeout()
-    /// runs between `timeout` and `timeout` plus one pass after the last
-    /// event. Bytes send() writes at once are not activity (output to a
-    /// peer that never speaks does not keep it); call reset_idle_timer()
-    /// where they should count. Loop thread only; throws std::bad_alloc.
+    /// It costs nothing per message: an event only bumps a counter, and one
+    /// timer per map, armed for the earliest countdown, looks at a busy
+    /// connection eight times per timeout. handle_idle_timeout() runs
+    /// between `timeout` and `timeout` plus an eighth after the last event,
+    /// never before. Bytes send() writes at once are not activity (output
+    /// to a peer that never speaks does not keep it); call
+    /// reset_idle_timer() where they should count. Loop thread only; throws
+    /// std::bad_alloc.
     void set_idle_timeout(Timeout timeout);
     /// The idle timeout in force; std::nullopt when off.
     Timeout idle_timeout() const noexcept;

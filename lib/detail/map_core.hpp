@@ -91,8 +91,9 @@ struct MapCore {
     bool apply_interest(int fd, Dispatcher& d, bool want_read, bool want_write);
     void dispatch(int fd, int poll_flags) noexcept;
     /// One readiness event of a read or write event: handle_read_event() or
-    /// handle_write_event() with asyncore's error routing.
-    void dispatch_io(int fd, bool read_ready) noexcept;
+    /// handle_write_event() with asyncore's error routing. Inlined into the
+    /// two libevent callbacks: it is the per-message path.
+    [[gnu::always_inline]] inline void dispatch_io(int fd, bool read_ready) noexcept;
     /// After `d`'s handler ran: checks its interest at once (see loop.cpp).
     void settle(int fd, Dispatcher* d) noexcept;
     void drain_urgent() noexcept;
@@ -114,17 +115,14 @@ struct MapCore {
     // -- Idle timeouts.
     /// The map's idle countdowns, created on first use.
     IdleTimers& idle_timers();
-    /// The time of this pass's events: read from the clock once per pass, on
-    /// first use. Only for event callbacks, which run after the pass's wait.
-    IdleClock::time_point pass_time() noexcept {
-        if (!pass_time_valid) {
-            pass_time_cache = IdleClock::now();
-            pass_time_valid = true;
+    /// Activity on `e`: a counter bump, and for a sleeping entry a wake-up
+    /// (see idle_timers.hpp). The map's IdleTimers exists while `e` is in it.
+    void touch(IdleEntry& e) noexcept {
+        ++e.activity;
+        if (e.sleeping) [[unlikely]] {
+            idle->wake(e);
         }
-        return pass_time_cache;
     }
-    /// Activity on `e`: one store, no heap or timer work.
-    void touch(IdleEntry& e) noexcept { e.last = pass_time(); }
 
     bool has_work() const noexcept {
         return channel_count > 0 || pending_timers > 0 || live_tasks > 0 ||
@@ -153,8 +151,6 @@ struct MapCore {
     std::size_t live_tasks = 0;
 
     std::unique_ptr<IdleTimers> idle;
-    IdleClock::time_point pass_time_cache{};
-    bool pass_time_valid = false;
 
     /// State a higher layer keeps per map (the task layer's scheduler). It is
     /// destroyed first in ~MapCore, while the base, timers and channels are
