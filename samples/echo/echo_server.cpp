@@ -3,6 +3,7 @@
 // back every byte it reads.
 //
 //   echo_server [--host 127.0.0.1] [--port 0] [--max-fds N] [--threads N]
+//               [--idle-timeout SECONDS]
 //
 // Backpressure the asyncore way: while more than 1 MiB of echo waits for a
 // peer that does not read, readable() is false for that peer, so memory stays
@@ -10,8 +11,9 @@
 // descriptors, the server keeps serving and accepts again once fds free up.
 // --threads N runs N loops, shared-nothing: each thread has its own
 // ChannelMap and its own listener on the same port (SO_REUSEPORT), and the
-// kernel spreads the connections over them. SIGINT or SIGTERM closes every
-// channel and exits 0.
+// kernel spreads the connections over them. --idle-timeout closes a
+// connection that sends nothing for that long (0, the default: never).
+// SIGINT or SIGTERM closes every channel and exits 0.
 
 #include <asyncore/asyncore.hpp>
 
@@ -44,8 +46,10 @@ thread_local char shared_buffer[65536];
 
 class EchoHandler : public asyncore::DispatcherWithSend {
   public:
-    EchoHandler(asyncore::Socket sock, asyncore::ChannelMap& map)
-        : DispatcherWithSend(std::move(sock), map) {}
+    EchoHandler(asyncore::Socket sock, asyncore::ChannelMap& map, asyncore::Timeout idle_timeout)
+        : DispatcherWithSend(std::move(sock), map) {
+        set_idle_timeout(idle_timeout);
+    }
 
     bool readable() override { return pending() <= high_water; }
     void handle_read() override {
@@ -57,8 +61,9 @@ class EchoHandler : public asyncore::DispatcherWithSend {
 
 class EchoServer : public asyncore::Dispatcher {
   public:
-    EchoServer(const asyncore::Address& addr, bool reuse_port, asyncore::ChannelMap& map)
-        : Dispatcher(map) {
+    EchoServer(const asyncore::Address& addr, bool reuse_port, asyncore::Timeout idle_timeout,
+               asyncore::ChannelMap& map)
+        : Dispatcher(map), idle_timeout_(idle_timeout) {
         create_socket(addr.family(), SOCK_STREAM);
         set_reuse_addr();
         if (reuse_port) set_reuse_port();
@@ -66,8 +71,11 @@ class EchoServer : public asyncore::Dispatcher {
         listen(SOMAXCONN);
     }
     void handle_accepted(asyncore::Socket sock, const asyncore::Address&) override {
-        asyncore::make<EchoHandler>(std::move(sock), map());
+        asyncore::make<EchoHandler>(std::move(sock), map(), idle_timeout_);
     }
+
+  private:
+    asyncore::Timeout idle_timeout_;
 };
 
 // SIGINT/SIGTERM arrive through a signalfd watched like any channel: the
@@ -97,17 +105,23 @@ struct Options {
     unsigned port = 0;
     long max_fds = 0;
     long threads = 1;
+    asyncore::Timeout idle_timeout;
 };
 
 Options parse(int argc, char** argv) {
     sample::CommandLine cl(
-        argc, argv, "usage: echo_server [--host ADDR] [--port N] [--max-fds N] [--threads N]",
-        {"host", "port", "max-fds", "threads"});
+        argc, argv,
+        "usage: echo_server [--host ADDR] [--port N] [--max-fds N] [--threads N] "
+        "[--idle-timeout SECONDS]",
+        {"host", "port", "max-fds", "threads", "idle-timeout"});
     Options o;
     o.host = cl.get("host", o.host);
     o.port = static_cast<unsigned>(cl.number("port", 0));
     o.max_fds = cl.number("max-fds", o.max_fds);
     o.threads = cl.number("threads", o.threads);
+    if (long idle = cl.number("idle-timeout", 0, 0, 86400); idle > 0) {
+        o.idle_timeout = std::chrono::seconds(idle);
+    }
     if (o.port > 65535 || o.threads < 1 || o.threads > 256) cl.usage();
     return o;
 }
@@ -143,14 +157,15 @@ int main(int argc, char** argv) try {
     asyncore::ChannelMap& map = asyncore::socket_map();
     bool reuse_port = opt.threads > 1;
     EchoServer server(asyncore::Address::ip(opt.host, static_cast<std::uint16_t>(opt.port)),
-                      reuse_port, map);
+                      reuse_port, opt.idle_timeout, map);
     // The other loops listen on the port the first one got (--port 0 included).
     std::vector<std::unique_ptr<asyncore::ChannelMap>> maps;
     std::vector<std::unique_ptr<EchoServer>> servers;
     std::vector<asyncore::ChannelMap*> others;
     for (long i = 1; i < opt.threads; ++i) {
         maps.push_back(std::make_unique<asyncore::ChannelMap>());
-        servers.push_back(std::make_unique<EchoServer>(server.local_address(), true, *maps.back()));
+        servers.push_back(std::make_unique<EchoServer>(server.local_address(), true,
+                                                       opt.idle_timeout, *maps.back()));
         others.push_back(maps.back().get());
     }
     SignalWatcher signals(sigfd, map, others);

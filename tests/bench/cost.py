@@ -32,6 +32,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 SERVERS = {
     "echo_server": ["samples/echo/echo_server"],
+    "echo_server_idle": ["samples/echo/echo_server", "--idle-timeout", "60"],
     "task_echo_server": ["tests/bench/task_echo_server"],
     "raw_libevent": ["tests/bench/raw_libevent_echo"],
     "asio": ["tests/bench/asio_echo"],
