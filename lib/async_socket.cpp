@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "detail/io_wait.hpp"
+#include "detail/map_core.hpp"
 #include "detail/socket_state.hpp"
 
 namespace asyncore {
@@ -73,13 +74,17 @@ Io read_some(SocketOp& op, int fd, char* buf, std::size_t len, std::size_t& got)
     if (TlsSession* tls = s.tls()) {
         Io io = tls_io(op, *tls, tls->read({buf, len}), got);
         s.note_tls_read(io == Io::progress && got < len);
+        if (io == Io::progress) s.note_progress(op);
         return io;
     }
     if (s.tls_ctx() != nullptr) return not_connected(op);
     ssize_t r = ::recv(fd, buf, len, 0);
     s.note_read(r, len);
     Io io = classify(r, op);
-    if (io == Io::progress) got = static_cast<std::size_t>(r);
+    if (io == Io::progress) {
+        got = static_cast<std::size_t>(r);
+        s.note_progress(op);
+    }
     return io;
 }
 
@@ -87,11 +92,17 @@ Io read_some(SocketOp& op, int fd, char* buf, std::size_t len, std::size_t& got)
 // OpenSSL requires, because op.done moves only on progress).
 Io write_some(SocketOp& op, int fd, const char* buf, std::size_t len, std::size_t& put) noexcept {
     SocketState& s = *op.state;
-    if (TlsSession* tls = s.tls()) return tls_io(op, *tls, tls->write({buf, len}), put);
-    if (s.tls_ctx() != nullptr) return not_connected(op);
-    ssize_t r = ::send(fd, buf, len, MSG_NOSIGNAL);
-    Io io = classify(r, op);
-    if (io == Io::progress) put = static_cast<std::size_t>(r);
+    Io io;
+    if (TlsSession* tls = s.tls()) {
+        io = tls_io(op, *tls, tls->write({buf, len}), put);
+    } else if (s.tls_ctx() != nullptr) {
+        return not_connected(op);
+    } else {
+        ssize_t r = ::send(fd, buf, len, MSG_NOSIGNAL);
+        io = classify(r, op);
+        if (io == Io::progress) put = static_cast<std::size_t>(r);
+    }
+    if (io == Io::progress) s.note_progress(op);
     return io;
 }
 
@@ -232,6 +243,7 @@ bool step_recvfrom(SocketOp& op, int fd) noexcept {
     }
     op.addr->set_native_size(len);
     op.in->resize(static_cast<std::size_t>(r));
+    op.state->note_progress(op);
     return true;
 }
 
@@ -242,6 +254,7 @@ bool step_accept(SocketOp& op, int fd) noexcept {
         int c = ::accept4(fd, op.addr->native(), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (c >= 0) {
             op.addr->set_native_size(len);
+            op.state->note_progress(op);
             if (op.state->tls_ctx() != nullptr) return start_accept_handshake(op, c);
             op.accepted = c;
             return true;
@@ -290,6 +303,7 @@ bool step_send_msg(SocketOp& op, int fd) noexcept {
             return true;
         }
         op.done += static_cast<std::size_t>(r);
+        op.state->note_progress(op);
     }
     return true;
 }
@@ -302,6 +316,7 @@ bool step_sendto(SocketOp& op, int fd) noexcept {
         return true;
     }
     op.done = static_cast<std::size_t>(r);
+    op.state->note_progress(op);
     return true;
 }
 
@@ -312,6 +327,7 @@ bool step_connect(SocketOp& op, int fd) noexcept {
     if (op.done == 0) {
         op.done = 1;
         if (::connect(fd, op.addr->native(), op.addr->native_size()) == 0) {
+            op.state->note_progress(op);
             return op.state->tls_ctx() != nullptr ? start_connect_handshake(op) : true;
         }
         if (errno == EINPROGRESS || errno == EINTR) return false;
@@ -322,6 +338,7 @@ bool step_connect(SocketOp& op, int fd) noexcept {
     socklen_t len = sizeof err;
     if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
     op.error = err;
+    if (err == 0) op.state->note_progress(op);
     if (err == 0 && op.state->tls_ctx() != nullptr) return start_connect_handshake(op);
     return true;
 }
@@ -329,7 +346,12 @@ bool step_connect(SocketOp& op, int fd) noexcept {
 bool step(SocketOp& op) noexcept {
     int fd = op.state->sock.fd();
     if (fd < 0) {
-        op.error = EBADF;
+        // A socket its idle timeout closed says so to every later operation.
+        if (op.state->idle_fired()) {
+            op.outcome = errc::timed_out;
+        } else {
+            op.error = EBADF;
+        }
         return true;
     }
     switch (op.code) {
@@ -382,8 +404,8 @@ IoWatch& watch_for(SocketOp& op) noexcept {
 Timeout wait_timeout(const SocketOp& op) noexcept {
     const SocketState& s = *op.state;
     if (op.handshaking && s.handshake_timeout()) return s.handshake_timeout();
-    if (op.code == Code::tls_shutdown && !s.timeout) return close_notify_wait;
-    return s.timeout;
+    if (op.code == Code::tls_shutdown && !s.timeout()) return close_notify_wait;
+    return s.timeout();
 }
 
 // A readiness event ran a step that must wait again: a TLS step may need the
@@ -434,6 +456,34 @@ int poll_ms(const Deadline& deadline) {
 }
 
 }  // namespace
+
+// -- Idle timeout -------------------------------------------------------------------
+
+namespace {
+
+// The socket was idle for its timeout: it is closed, and the operations
+// waiting on it, and every one started afterwards, fail with TimeoutError.
+void socket_idle_expired(IdleEntry& e) noexcept {
+    auto& idle = static_cast<SocketIdle&>(e);
+    idle.fired = true;
+    idle.state->close();
+}
+
+}  // namespace
+
+SocketIdle::~SocketIdle() {
+    if (scheduled()) core->idle->stop(*this);
+}
+
+void SocketState::note_progress(const SocketOp& op) noexcept {
+    if (idle && !op.blocking) [[unlikely]] {
+        idle->core->touch(*idle);
+    }
+}
+
+void SocketState::stop_idle() noexcept {
+    if (idle && idle->scheduled()) idle->core->idle->stop(*idle);
+}
 
 void SocketOp::frame_header() noexcept {
     if (out.size() > std::numeric_limits<std::uint32_t>::max()) {
@@ -517,6 +567,7 @@ void SocketOp::fail() {
 }
 
 void SocketOp::run_blocking() {
+    blocking = true;
     if (begin()) return;
     Deadline deadline = deadline_after(wait_timeout(*this));
     bool was_handshaking = handshaking;
@@ -622,11 +673,34 @@ void AsyncSocket::close() noexcept {
 }
 
 void AsyncSocket::settimeout(Timeout timeout) noexcept {
-    if (s_) s_->timeout = timeout;
+    if (s_) s_->set_timeout(timeout);
 }
 
 Timeout AsyncSocket::gettimeout() const noexcept {
-    return s_ ? s_->timeout : std::nullopt;
+    return s_ ? s_->timeout() : std::nullopt;
+}
+
+void AsyncSocket::set_idle_timeout(Timeout timeout) {
+    const bool on = timeout && *timeout > Duration::zero();
+    if (!s_ || (!on && !s_->idle)) return;
+    if (!s_->idle) {
+        detail::TaskCore* t = detail::current_task();
+        ChannelMap& map = t != nullptr ? t->map() : socket_map();
+        s_->idle = std::make_unique<detail::SocketIdle>(*s_, detail::core_of(map));
+        s_->idle->expired = detail::socket_idle_expired;
+    }
+    detail::SocketIdle& idle = *s_->idle;
+    idle.timeout = on ? std::chrono::duration_cast<detail::IdleClock::duration>(*timeout)
+                      : detail::IdleClock::duration::zero();
+    idle.fired = false;
+    if (s_->sock) idle.core->idle_timers().start(idle);
+}
+
+Timeout AsyncSocket::idle_timeout() const noexcept {
+    if (!s_ || !s_->idle || s_->idle->timeout == detail::IdleClock::duration::zero()) {
+        return std::nullopt;
+    }
+    return std::chrono::duration_cast<Duration>(s_->idle->timeout);
 }
 
 void AsyncSocket::set_max_message_size(std::size_t bytes) noexcept {

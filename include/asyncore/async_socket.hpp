@@ -229,6 +229,7 @@ struct SocketOp : IoWaiter {
     std::uint8_t header_done = 0;
     bool wait_write = false;   ///< the readiness the next wait needs
     bool handshaking = false;  ///< in a TLS handshake
+    bool blocking = false;     ///< run by wait() on a plain thread: not the loop's to track
     /// What only a TLS operation needs, allocated on first use so that the
     /// awaitables of plaintext operations, in coroutine frames, stay small.
     struct TlsPart {
@@ -354,6 +355,24 @@ class AsyncSocket {
     /// The timeout of each operation started from now on (nullopt: none).
     void settimeout(Timeout timeout) noexcept;
     Timeout gettimeout() const noexcept;
+    /// The whole connection's idle timeout: once `timeout` passes without
+    /// any operation on this socket moving a byte (or accepting or making
+    /// a connection), the socket is closed (the peer sees EOF), and the
+    /// operations waiting on it, and every one started afterwards, throw
+    /// TimeoutError. It runs whether or not a task waits on the socket, so
+    /// a peer that connects and says nothing, or one byte a minute when
+    /// that is under the timeout of each operation, is still dropped.
+    /// std::nullopt or zero turns it off (the default); setting it again
+    /// restarts the countdown (and reopens nothing). Costs nothing per
+    /// operation: progress bumps a counter; one timer per map looks at a busy
+    /// socket eight times per timeout, so it fires between `timeout` and
+    /// `timeout` plus an eighth after the last progress.
+    /// The countdown runs on the map of the task that calls this (the
+    /// thread's default map outside a task), for operations awaited in
+    /// tasks; blocking-mode operations (wait()) are not counted. Throws
+    /// std::bad_alloc.
+    void set_idle_timeout(Timeout timeout);
+    Timeout idle_timeout() const noexcept;
     void set_max_message_size(std::size_t bytes) noexcept;
     std::size_t max_message_size() const noexcept;
 

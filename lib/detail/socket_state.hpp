@@ -16,6 +16,7 @@
 #include <optional>
 #include <string>
 
+#include "idle_timers.hpp"
 #include "io_wait.hpp"
 #include "tls_session.hpp"
 
@@ -38,6 +39,21 @@ struct TlsFields {
     SocketOp* accepting = nullptr;
 
     static constexpr std::chrono::seconds default_handshake_timeout{60};
+};
+
+struct SocketState;
+struct MapCore;
+
+/// A socket's idle countdown (AsyncSocket::set_idle_timeout), on the map it
+/// was set from. Allocated on first use: a socket without one pays a pointer.
+struct SocketIdle : IdleEntry {
+    SocketIdle(SocketState& s, MapCore& c) noexcept : state(&s), core(&c) {}
+    ~SocketIdle();
+    SocketIdle(const SocketIdle&) = delete;
+    SocketIdle& operator=(const SocketIdle&) = delete;
+    SocketState* state;
+    MapCore* core;
+    bool fired = false;  ///< it closed the socket: operations fail with TimeoutError
 };
 
 /// Ends `op`'s hold on its socket before the task resumes: its directions
@@ -63,9 +79,12 @@ struct SocketState {
     std::int8_t stream = -1;  ///< SOCK_STREAM? -1 until first needed
     IoWatch read_watch;
     IoWatch write_watch;
-    Timeout timeout;
+    /// settimeout() in seconds, negative for none (a double, not a Timeout:
+    /// it keeps SocketState within its 128-byte allocation).
+    double timeout_s = -1;
     std::size_t max_message = std::size_t{64} << 20;
     std::unique_ptr<TlsFields> tls_fields;  ///< null until TLS is asked for
+    std::unique_ptr<SocketIdle> idle;       ///< null until set_idle_timeout()
 
     // recv_msg reads up to `ahead_size` bytes at once, so that a small
     // message and its header cost one recv(), not two. Bytes past the
@@ -84,6 +103,12 @@ struct SocketState {
         if (ahead_begin == ahead_end) ahead_begin = ahead_end = 0;
         return k;
     }
+
+    Timeout timeout() const noexcept {
+        if (timeout_s < 0) return std::nullopt;
+        return Duration(timeout_s);
+    }
+    void set_timeout(Timeout t) noexcept { timeout_s = t ? std::max(t->count(), 0.0) : -1; }
 
     /// The TLS session, once a handshake has started.
     TlsSession* tls() const noexcept { return tls_fields ? tls_fields->session.get() : nullptr; }
@@ -130,13 +155,19 @@ struct SocketState {
         write_watch.bind(sock.fd(), EV_WRITE);
     }
 
-    // Ends a wait on this socket with EBADF; `op` lets go of this state at
-    // once, as it may be destroyed before the task resumes.
-    static void wake_closed(SocketOp& op) noexcept {
-        op.error = EBADF;
+    // Ends a wait on this socket with EBADF, or TimeoutError when the idle
+    // timeout closed it; `op` lets go of this state at once, as it may be
+    // destroyed before the task resumes.
+    void wake_closed(SocketOp& op) const noexcept {
+        const bool idle_closed = idle_fired();
+        if (!idle_closed) op.error = EBADF;
         orphan(op);
-        op.task->complete(op);
+        op.task->complete(op, idle_closed ? errc::timed_out : errc{});
     }
+    bool idle_fired() const noexcept { return idle && idle->fired; }
+    /// Progress on the socket (bytes moved, a connection accepted or made)
+    /// by an operation awaited in a task: activity for the idle timeout.
+    void note_progress(const SocketOp& op) noexcept;
 
     // A task still waiting on the socket is woken with EBADF rather than
     // left waiting on a descriptor that no longer exists; `self` is an
@@ -155,6 +186,7 @@ struct SocketState {
                 wake_closed(*op);
             }
         }
+        stop_idle();
         if (TlsSession* session = tls()) {
             session->shutdown();  // one attempt at close_notify; never waits
             tls_fields->session.reset();
@@ -162,6 +194,7 @@ struct SocketState {
         sock.reset();
         read_drained = false;
     }
+    void stop_idle() noexcept;
 };
 
 // The outcome of one read or write: bytes moved, would block (the op's
