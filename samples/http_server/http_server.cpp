@@ -1,7 +1,19 @@
 // HTTP/1.1 on Tasks + AsyncSocket: keep-alive, pipelining, GET /hello, files
-// under --root, 400/404/405/431 and a request-size limit.
+// under --root, 400/404/405/408/431 and a request-size limit.
 //
 //   http_server [--host H] [--port P] [--root DIR] [--max-request BYTES]
+//               [--header-timeout SECONDS] [--keepalive-timeout SECONDS]
+//
+// Timeouts, on by default with nginx's values (0 turns one off):
+// - --header-timeout (60 s, nginx's client_header_timeout): a request head
+//   must arrive whole within it, counted from its first byte (from the
+//   connection's start for the first request). A client that sends part of
+//   a head and then dribbles (slowloris) gets 408 and is closed; one that
+//   sends nothing is closed silently. The same bound applies to each read
+//   of a request body and each 1 MiB piece of a response sent, so a client
+//   that stops reading is dropped too.
+// - --keepalive-timeout (75 s, nginx's keepalive_timeout): how long an idle
+//   keep-alive connection waits for its next request.
 
 #include <asyncore/async_socket.hpp>
 #include <asyncore/loop.hpp>
@@ -13,6 +25,7 @@
 #include <fcntl.h>
 #include <algorithm>
 #include <cctype>
+#include <chrono>
 #include <cstdio>
 #include <optional>
 #include <string>
@@ -28,7 +41,17 @@ namespace {
 struct Config {
     std::string root;
     std::size_t max_request = 8192;
+    asyncore::Timeout header_timeout = std::chrono::seconds(60);
+    asyncore::Timeout keepalive_timeout = std::chrono::seconds(75);
 };
+
+using Clock = std::chrono::steady_clock;
+using Deadline = std::optional<Clock::time_point>;
+
+Deadline deadline_after(asyncore::Timeout t) {
+    if (!t) return std::nullopt;
+    return Clock::now() + std::chrono::duration_cast<Clock::duration>(*t);
+}
 
 struct Request {
     std::string method, target, version;
@@ -166,41 +189,88 @@ Task<void> respond(AsyncSocket& conn, const Config& cfg, const Request& req) {
     }
 }
 
+enum class Read { data, eof, timeout };
+
+// One recv() appended to `buf`, bounded by `deadline`.
+Task<Read> read_more(AsyncSocket& conn, std::string& buf, Deadline deadline) {
+    if (deadline) {
+        auto left = *deadline - Clock::now();
+        if (left <= Clock::duration::zero()) co_return Read::timeout;
+        conn.settimeout(std::chrono::duration_cast<asyncore::Duration>(left));
+    } else {
+        conn.settimeout(std::nullopt);
+    }
+    try {
+        std::string chunk = co_await conn.recv(65536);
+        if (chunk.empty()) co_return Read::eof;
+        buf += chunk;
+        co_return Read::data;
+    } catch (const asyncore::TimeoutError&) {
+        co_return Read::timeout;
+    }
+}
+
+// Answers an error and ends the connection; the send has the same bound as
+// every response's (the last read may have left a spent timeout set).
+Task<void> refuse(AsyncSocket& conn, const Config& cfg, int status, std::string_view reason,
+                  std::string body) {
+    conn.settimeout(cfg.header_timeout);
+    co_await send_simple(conn, status, reason, std::move(body), false, false);
+}
+
 // One connection: requests are taken from `buf` in order (pipelining);
-// reading resumes only when no complete request is buffered.
+// reading resumes only when no complete request is buffered. Every wait is
+// bounded by the timeouts above; a client that runs into one is closed.
 Task<void> serve(AsyncSocket conn, const Config& cfg) {
     std::string buf;
+    // The first request has the header timeout from the start: a client
+    // that connects and says nothing is no idle keep-alive connection.
+    Deadline wait_for_request = deadline_after(cfg.header_timeout);
     for (;;) {
+        while (buf.empty()) {
+            if (co_await read_more(conn, buf, wait_for_request) != Read::data) co_return;
+        }
+        Deadline head_deadline = deadline_after(cfg.header_timeout);
         std::size_t end;
         while ((end = buf.find("\r\n\r\n")) == std::string::npos) {
             if (buf.size() > cfg.max_request) {
-                co_await send_simple(conn, 431, "Request Header Fields Too Large",
-                                     "request too large\n", false, false);
+                co_await refuse(conn, cfg, 431, "Request Header Fields Too Large",
+                                "request too large\n");
                 co_return;
             }
-            std::string chunk = co_await conn.recv(65536);
-            if (chunk.empty()) co_return;
-            buf += chunk;
+            Read r = co_await read_more(conn, buf, head_deadline);
+            if (r == Read::eof) co_return;
+            if (r == Read::timeout) {
+                co_await refuse(conn, cfg, 408, "Request Timeout", "request timeout\n");
+                co_return;
+            }
         }
         if (end + 4 > cfg.max_request) {
-            co_await send_simple(conn, 431, "Request Header Fields Too Large",
-                                 "request too large\n", false, false);
+            co_await refuse(conn, cfg, 431, "Request Header Fields Too Large",
+                            "request too large\n");
             co_return;
         }
         std::optional<Request> req = parse(std::string_view(buf).substr(0, end));
         if (!req || req->content_length > cfg.max_request) {
-            co_await send_simple(conn, 400, "Bad Request", "bad request\n", false, false);
+            co_await refuse(conn, cfg, 400, "Bad Request", "bad request\n");
             co_return;
         }
         std::size_t total = end + 4 + req->content_length;
         while (buf.size() < total) {
-            std::string chunk = co_await conn.recv(65536);
-            if (chunk.empty()) co_return;
-            buf += chunk;
+            // As nginx's client_body_timeout: a bound on each read of the body.
+            Read r = co_await read_more(conn, buf, deadline_after(cfg.header_timeout));
+            if (r == Read::eof) co_return;
+            if (r == Read::timeout) {
+                co_await refuse(conn, cfg, 408, "Request Timeout", "request timeout\n");
+                co_return;
+            }
         }
         buf.erase(0, total);
+        // As nginx's send_timeout: a bound on each piece sent.
+        conn.settimeout(cfg.header_timeout);
         co_await respond(conn, cfg, *req);
         if (!req->keep_alive) co_return;
+        wait_for_request = deadline_after(cfg.keepalive_timeout);
     }
 }
 
@@ -209,20 +279,38 @@ Task<void> serve_logged(AsyncSocket conn, const Config& cfg) {
         co_await serve(std::move(conn), cfg);
     } catch (const asyncore::Cancelled&) {
         throw;
+    } catch (const asyncore::TimeoutError&) {
+        // A client that stopped reading a response: dropped, as nginx does.
     } catch (const std::exception& e) {
         std::fprintf(stderr, "connection: %s\n", e.what());
     }
+}
+
+// A timeout option in seconds (fractions allowed); 0 turns it off.
+asyncore::Timeout timeout_option(const sample::CommandLine& opts, std::string_view name,
+                                 asyncore::Timeout fallback) {
+    if (!opts.has(name)) return fallback;
+    double seconds = opts.real(name, 0);
+    if (seconds < 0 || seconds > 86400) opts.usage();
+    if (seconds == 0) return std::nullopt;
+    return asyncore::Duration(seconds);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
     sample::CommandLine opts(
-        argc, argv, "usage: http_server [--host H] [--port P] [--root DIR] [--max-request BYTES]",
-        {"host", "port", "root", "max-request"});
+        argc, argv,
+        "usage: http_server [--host H] [--port P] [--root DIR] "
+        "[--max-request BYTES]\n"
+        "                   [--header-timeout SECONDS] "
+        "[--keepalive-timeout SECONDS]   (0: no timeout)",
+        {"host", "port", "root", "max-request", "header-timeout", "keepalive-timeout"});
     Config cfg;
     cfg.root = opts.get("root", "");
     cfg.max_request = static_cast<std::size_t>(opts.number("max-request", 8192));
+    cfg.header_timeout = timeout_option(opts, "header-timeout", cfg.header_timeout);
+    cfg.keepalive_timeout = timeout_option(opts, "keepalive-timeout", cfg.keepalive_timeout);
     AsyncSocket listener = sample::listen_from(opts);
     sample::Server server(listener);
     asyncore::spawn(server.stop_on_signal());

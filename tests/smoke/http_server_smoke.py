@@ -1,6 +1,8 @@
 """http_server driven by curl (GET /hello, a 10 MiB file byte-exact, 404),
 raw sockets (pipelining, a client that half-closes after pipelining, 400,
-request-size limit) and a short wrk run."""
+request-size limit), a short wrk run, and a second server with short
+timeouts: a silent client, a slowloris client and an idle keep-alive
+connection are each closed in time, and a client within them is served."""
 
 import hashlib
 import os
@@ -9,6 +11,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 
 from half_close import half_close
 from server_process import fail, start_server, stop_server
@@ -82,5 +85,92 @@ try:
         print(out.stdout.strip().splitlines()[-2])
 finally:
     stop_server(proc)
+
+
+def closed_within(s, lo, hi, what):
+    """Reads `s` until EOF; fails unless EOF comes between lo and hi seconds
+    after now. Returns what was read."""
+    start = time.monotonic()
+    got = b""
+    s.settimeout(hi)
+    while True:
+        try:
+            chunk = s.recv(65536)
+        except socket.timeout:
+            fail("%s: still open after %.1f s" % (what, hi))
+        if not chunk:
+            break
+        got += chunk
+    took = time.monotonic() - start
+    if took < lo:
+        fail("%s: closed after %.2f s, before its %.2f s timeout" % (what, took, lo))
+    return got
+
+
+HEADER, KEEPALIVE = 0.4, 0.6
+proc, host, port = start_server(sys.argv[1], "--root", root, "--header-timeout", str(HEADER),
+                                "--keepalive-timeout", str(KEEPALIVE))
+try:
+    # Connects and says nothing: closed silently after the header timeout.
+    with socket.create_connection((host, port), timeout=10) as s:
+        if closed_within(s, HEADER, HEADER + 5, "a silent client") != b"":
+            fail("a silent client was sent a reply")
+    # Slowloris: a head begun, then one byte every 100 ms, forever; each
+    # byte is well within any per-read bound, but the head is never whole.
+    with socket.create_connection((host, port), timeout=10) as s:
+        s.sendall(b"GET /hello HTTP/1.1\r\nX-Slow: ")
+        start = time.monotonic()
+        s.setblocking(False)
+        reply = b""
+        while time.monotonic() - start < 5:
+            try:
+                s.send(b"a")
+            except OSError:
+                break  # the server closed: writing fails
+            time.sleep(0.1)  # the dribble itself, not a synchronisation
+            try:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                reply += chunk
+            except BlockingIOError:
+                pass
+        took = time.monotonic() - start
+        s.setblocking(True)
+        s.settimeout(5)
+        try:
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                reply += chunk
+        except OSError:
+            pass
+        if not reply.startswith(b"HTTP/1.1 408 Request Timeout"):
+            fail("slowloris: got %r instead of 408" % reply[:100])
+        if took < HEADER or took > HEADER + 3:
+            fail("slowloris: dropped after %.2f s (header timeout %.2f s)" % (took, HEADER))
+    # Keep-alive: one request answered, then idle until the keep-alive
+    # timeout closes it; a request sent in time on a second connection is
+    # answered, twice.
+    with socket.create_connection((host, port), timeout=10) as s:
+        s.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = b""
+        while not answer.endswith(b"Hello, world!"):
+            answer += s.recv(65536)
+        if closed_within(s, KEEPALIVE, KEEPALIVE + 5, "an idle keep-alive connection") != b"":
+            fail("an idle keep-alive connection got bytes it did not ask for")
+    with socket.create_connection((host, port), timeout=10) as s:
+        for _ in range(2):
+            s.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer = b""
+            while not answer.endswith(b"Hello, world!"):
+                chunk = s.recv(65536)
+                if not chunk:
+                    fail("a keep-alive client within the timeout was closed")
+                answer += chunk
+            time.sleep(KEEPALIVE / 3)  # idle, but less than the timeout
+finally:
+    stop_server(proc)
     shutil.rmtree(root)
-print("ok: curl, pipelining, 400/404/431 and wrk")
+print("ok: curl, pipelining, 400/404/431, wrk; silent, slowloris and idle keep-alive clients closed")
