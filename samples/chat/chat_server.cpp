@@ -1,12 +1,16 @@
 // chat_server: a line chat on AsyncChat.
 //
 //   chat_server [--host HOST] [--port PORT] [--tls --cert FILE --key FILE]
+//               [--idle-timeout SECONDS]
 //
 // Every client gets a name (guest1, guest2, ...). A line is relayed to every
 // other client as "<name>: <line>". "/nick NAME" renames, "/quit" leaves.
 // Joins, leaves and renames are announced as "* ..." lines. Lines end with
 // "\n" ("\r\n" is accepted); a line over 4 KiB, or a client that stops
-// reading while 1 MiB of chat is queued for it, is disconnected.
+// reading while 1 MiB of chat is queued for it, is disconnected. So is a
+// client that says nothing for --idle-timeout seconds (300 by default, 0 for
+// never; a TLS client that never completes its handshake included): it is
+// told so, and the others see it leave.
 //
 // With --tls every connection runs TLS (the certificate chain in --cert, its
 // key in --key); a client joins the chat once its handshake completes, so
@@ -43,6 +47,7 @@ class Session : public asyncore::AsyncChat {
 
     void found_record(std::string_view line) override;
     void handle_tls_established() override { enter(); }
+    void handle_idle_timeout() override;
     void close() override;
     // A client that does not read what others say is dropped, rather than
     // letting its queue grow without bound.
@@ -61,15 +66,18 @@ class Session : public asyncore::AsyncChat {
     std::string name_;
     bool joined_ = false;
     bool left_ = false;
+    bool told_idle_ = false;
 };
 
 class ChatServer : public asyncore::Dispatcher {
   public:
-    ChatServer(asyncore::ChannelMap& map, std::optional<asyncore::TlsContext> tls)
-        : Dispatcher(map), tls_(std::move(tls)) {}
+    ChatServer(asyncore::ChannelMap& map, std::optional<asyncore::TlsContext> tls,
+               asyncore::Timeout idle_timeout)
+        : Dispatcher(map), tls_(std::move(tls)), idle_timeout_(idle_timeout) {}
 
     /// The context every connection runs TLS with, or null for plaintext.
     const asyncore::TlsContext* tls() const noexcept { return tls_ ? &*tls_ : nullptr; }
+    asyncore::Timeout idle_timeout() const noexcept { return idle_timeout_; }
 
     void handle_accepted(asyncore::Socket sock, const asyncore::Address&) override {
         asyncore::make<Session>(std::move(sock), *this);
@@ -105,6 +113,7 @@ class ChatServer : public asyncore::Dispatcher {
 
   private:
     std::optional<asyncore::TlsContext> tls_;
+    asyncore::Timeout idle_timeout_;
     std::set<Session*> sessions_;
     unsigned guests_ = 0;
     bool shutting_down_ = false;
@@ -115,6 +124,7 @@ Session::Session(asyncore::Socket sock, ChatServer& server)
     set_terminator("\n");
     set_max_input_buffer(max_line);
     set_output_watermarks(64 * 1024, 1024 * 1024);
+    set_idle_timeout(server_.idle_timeout());
     if (server_.tls()) {
         start_tls(*server_.tls(), true);
     } else {
@@ -162,6 +172,19 @@ void Session::rename(std::string_view name) {
     }
 }
 
+// Said nothing for the idle timeout: told so, then closed once that line is
+// out. If it does not take even that line within another timeout, it is
+// closed without it.
+void Session::handle_idle_timeout() {
+    if (!joined_ || told_idle_) {
+        close();
+        return;
+    }
+    told_idle_ = true;
+    say("* you have been idle for too long; bye");
+    close_when_done();
+}
+
 void Session::close() {
     if (joined_ && !left_) {
         left_ = true;
@@ -181,18 +204,26 @@ struct Options {
     int port = 0;
     bool tls = false;
     std::string cert, key;
+    asyncore::Timeout idle_timeout = std::chrono::seconds(300);
 };
 
 Options parse(int argc, char** argv) {
-    sample::CommandLine cl(
-        argc, argv, "usage: chat_server [--host HOST] [--port PORT] [--tls --cert FILE --key FILE]",
-        {"host", "port", "cert", "key"}, {"tls"});
+    sample::CommandLine cl(argc, argv,
+                           "usage: chat_server [--host HOST] [--port PORT] "
+                           "[--tls --cert FILE --key FILE] [--idle-timeout SECONDS]",
+                           {"host", "port", "cert", "key", "idle-timeout"}, {"tls"});
     Options o;
     o.host = cl.get("host", o.host);
     o.port = static_cast<int>(cl.number("port", 0));
     o.tls = cl.flag("tls");
     o.cert = cl.get("cert");
     o.key = cl.get("key");
+    if (cl.has("idle-timeout")) {
+        double seconds = cl.real("idle-timeout", 0);
+        if (seconds < 0 || seconds > 86400) cl.usage();
+        o.idle_timeout =
+            seconds > 0 ? asyncore::Timeout(asyncore::Duration(seconds)) : std::nullopt;
+    }
     if (o.tls != !o.cert.empty() || o.cert.empty() != o.key.empty()) {
         cl.usage("chat_server: --tls needs --cert and --key (and they need --tls)");
     }
@@ -209,7 +240,7 @@ int main(int argc, char** argv) {
             asyncore::Address::ip(opt.host, static_cast<std::uint16_t>(opt.port));
         std::optional<asyncore::TlsContext> tls;
         if (opt.tls) tls = asyncore::TlsContext::server(opt.cert, opt.key);
-        ChatServer server(map, std::move(tls));
+        ChatServer server(map, std::move(tls), opt.idle_timeout);
         server.create_socket(addr.family(), SOCK_STREAM);
         server.set_reuse_addr();
         server.bind(addr);

@@ -2,6 +2,9 @@
 """Smoke test for samples/chat: drives chat_server with several concurrent
 Python socket clients and one chat_client (stdin/stdout through pipes).
 
+A second server with a short --idle-timeout drops a silent client (telling
+it, and the others) and keeps a talkative one.
+
 usage: chat_smoke.py CHAT_SERVER CHAT_CLIENT
 Every wait is bounded; the server listens on an ephemeral port.
 """
@@ -12,6 +15,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 
 from chat_common import TIMEOUT, WELCOME, Lines
 
@@ -32,8 +36,8 @@ class Client:
         assert got == line, "%s expected %r, got %r" % (self.name, line, got)
 
 
-def start_server(path):
-    proc = subprocess.Popen([path, "--port", "0"], stdout=subprocess.PIPE)
+def start_server(path, *args):
+    proc = subprocess.Popen([path, "--port", "0", *args], stdout=subprocess.PIPE)
     out = Lines(lambda: os.read(proc.stdout.fileno(), 4096), proc.stdout)
     m = re.match(r"^listening on 127\.0\.0\.1:(\d+)$", out.line())
     assert m, "no listening line"
@@ -77,8 +81,45 @@ def burst(clients, cli_out, count=50):
         assert texts == ["m %s %d" % (sender, i) for i in range(count)], sender
 
 
+def idle_check(server_path):
+    idle = 0.4
+    server, _, port = start_server(server_path, "--idle-timeout", str(idle))
+    try:
+        quiet = Client(port)
+        talker = Client(port)
+        quiet.expect("* %s has joined" % talker.name)
+        start = time.monotonic()
+        # The talker speaks every tenth of a second for three timeouts.
+        while time.monotonic() - start < 3 * idle:
+            talker.send("still here\n")
+            time.sleep(0.1)  # pacing the talk, not a synchronisation
+        while True:
+            line = quiet.lines.line()
+            if line != "%s: still here" % talker.name:
+                break
+        assert line == "* you have been idle for too long; bye", line
+        took = time.monotonic() - start
+        assert took >= idle, "idle client dropped after %.2f s" % took
+        quiet.lines.wait_eof()
+        while True:
+            line = talker.lines.line()
+            if line != "%s: still here" % talker.name:
+                break
+        assert line == "* %s has left" % quiet.name, line
+        talker.send("/quit\n")
+        talker.expect("* bye")
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(TIMEOUT) == 0, "chat_server did not exit 0 on SIGTERM"
+        print("chat idle timeout: OK")
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait(TIMEOUT)
+
+
 def main():
     server_path, client_path = sys.argv[1], sys.argv[2]
+    idle_check(server_path)
     server, server_out, port = start_server(server_path)
     cli = None
     try:
