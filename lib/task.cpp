@@ -4,6 +4,7 @@
 
 #include <pthread.h>
 
+#include <algorithm>
 #include <cstdio>
 
 #include "detail/map_core.hpp"
@@ -13,16 +14,12 @@ namespace asyncore {
 namespace detail {
 namespace {
 
-// The lowest address of the calling thread's stack, or null if unknown.
-char* stack_low() noexcept {
-    pthread_attr_t attr;
-    if (pthread_getattr_np(pthread_self(), &attr) != 0) return nullptr;
-    void* addr = nullptr;
-    std::size_t size = 0;
-    int rc = pthread_attr_getstack(&attr, &addr, &size);
-    pthread_attr_destroy(&attr);
-    return rc == 0 ? static_cast<char*>(addr) : nullptr;
-}
+// The lowest address of the calling thread's stack (null if unknown) and
+// how far from it a chain of inline awaits may go down.
+struct StackBounds {
+    char* low = nullptr;
+    char* floor = nullptr;
+};
 
 // Symmetric transfer between an awaiting coroutine and the one it awaits
 // inline is a tail call only when the compiler makes it one; GCC does not
@@ -31,10 +28,33 @@ char* stack_low() noexcept {
 // unwinds the stack: a chain of any depth then runs in bounded stack.
 constexpr std::size_t stack_reserve = 1024 * 1024;
 
+#if defined(__SANITIZE_THREAD__)
+// ThreadSanitizer keeps at most 64 Ki frames of a stack and aborts past that:
+// under it a chain may use only this much of the stack, from the top.
+constexpr std::size_t chain_budget = 256 * 1024;
+#endif
+
+StackBounds stack_bounds() noexcept {
+    pthread_attr_t attr;
+    if (pthread_getattr_np(pthread_self(), &attr) != 0) return {};
+    void* addr = nullptr;
+    std::size_t size = 0;
+    int rc = pthread_attr_getstack(&attr, &addr, &size);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) return {};
+    StackBounds b;
+    b.low = static_cast<char*>(addr);
+    b.floor = b.low + stack_reserve;
+#if defined(__SANITIZE_THREAD__)
+    if (size > chain_budget) b.floor = std::max(b.floor, b.low + size - chain_budget);
+#endif
+    return b;
+}
+
 bool stack_is_deep() noexcept {
-    thread_local char* const low = stack_low();
+    thread_local const StackBounds bounds = stack_bounds();
     auto* here = static_cast<char*>(__builtin_frame_address(0));
-    return low != nullptr && here < low + stack_reserve;
+    return bounds.low != nullptr && here < bounds.floor;
 }
 
 thread_local TaskCore* current = nullptr;
