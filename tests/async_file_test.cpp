@@ -97,6 +97,14 @@ void run_task(ChannelMap& map, F body) {
 
 }  // namespace
 
+// Stores 3 * i in got[i], computed on the pool from work of its own.
+Task<void> triple_in_thread(std::vector<int>& got, int i) {
+    got[static_cast<std::size_t>(i)] = co_await asyncore::run_in_thread([i] {
+        std::string s(static_cast<std::size_t>(i), 'x');
+        return static_cast<int>(s.size()) * 3;
+    });
+}
+
 TEST_SUITE("async_file") {
     TEST_CASE("read returns what is available, or everything up to EOF with full") {
         ChannelMap map;
@@ -190,6 +198,22 @@ TEST_SUITE("async_file") {
         CHECK(value == 8);
         CHECK(other_thread);
         CHECK(error == "in thread");
+    }
+
+    TEST_CASE("a hundred tasks in run_in_thread at once each get their own result") {
+        ChannelMap map;
+        constexpr int tasks = 100;
+        std::vector<int> got(tasks, -1);
+        std::vector<asyncore::TaskRef> running;
+        for (int i = 0; i < tasks; ++i)
+            running.push_back(asyncore::spawn(triple_in_thread(got, i), map));
+        REQUIRE(test::run_until(map, [&] {
+            for (auto& t : running)
+                if (!t.done()) return false;
+            return true;
+        }));
+        for (int i = 0; i < tasks; ++i)
+            CHECK(got[static_cast<std::size_t>(i)] == i * 3);
     }
 
     TEST_CASE("run_in_thread times out while the loop keeps running") {

@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <exception>
 #include <memory>
@@ -337,6 +338,55 @@ TEST_SUITE("async_socket") {
         CHECK(got == "pong");
         a.settimeout(20ms);
         CHECK_THROWS_AS(a.recv(1).wait(), asyncore::TimeoutError);
+    }
+
+    TEST_CASE("blocking-mode clients in four threads talk to tasks on the loop at once") {
+        ChannelMap map;
+        auto listener_sock = test::listen_on(AF_INET, 64);
+        AsyncSocket listener(std::move(listener_sock.sock));
+        constexpr int clients = 4;
+        constexpr int messages = 200;
+        auto serve = [](AsyncSocket conn) -> Task<void> {
+            while (auto msg = co_await conn.recv_msg())
+                co_await conn.send_msg(*msg + "!");
+        };
+        int served = 0;
+        std::vector<asyncore::TaskRef> conns;
+        auto acceptor = [&]() -> Task<void> {
+            for (int i = 0; i < clients; ++i) {
+                auto [conn, addr] = co_await listener.accept();
+                conns.push_back(asyncore::spawn(serve(std::move(conn)), map));
+                ++served;
+            }
+        };
+        auto accepting = asyncore::spawn(acceptor(), map);
+        std::atomic<int> good{0};
+        std::vector<std::thread> threads;
+        for (int c = 0; c < clients; ++c) {
+            threads.emplace_back([&, c] {
+                AsyncSocket s(AF_INET, SOCK_STREAM);
+                s.settimeout(10s);
+                s.connect(listener_sock.addr).wait();
+                int ok = 0;
+                for (int i = 0; i < messages; ++i) {
+                    std::string m = std::to_string(c) + ":" + std::to_string(i);
+                    s.send_msg(m).wait();
+                    if (s.recv_msg().wait() == m + "!") ++ok;
+                }
+                s.shutdown(SHUT_WR);
+                if (!s.recv_msg().wait()) good += ok;  // the server closes after EOF
+            });
+        }
+        REQUIRE(test::run_until(map, [&] {
+            if (!accepting.done()) return false;
+            for (auto& t : conns)
+                if (!t.done()) return false;
+            return true;
+        }));
+        for (auto& t : threads)
+            t.join();
+        CHECK(served == clients);
+        CHECK(good == clients * messages);
     }
 
     TEST_CASE("sendall of a std::string rvalue owns it while it waits for room") {

@@ -263,6 +263,38 @@ TEST_SUITE("loop") {
         CHECK(runs == threads * per_thread);
     }
 
+    TEST_CASE("posts from eight threads reach a busy loop once each, in each thread's order") {
+        ChannelMap map;
+        constexpr int threads = 8;
+        constexpr int per_thread = 2000;
+        // The loop is busy with a channel that is always writable while the
+        // threads post: their posts race with every part of a pass.
+        auto [a, b] = test::connected_pair(AF_UNIX);
+        Busy busy(std::move(a), map);
+        std::vector<int> next(threads, 0);  // touched by the loop thread only
+        int out_of_order = 0;
+        int runs = 0;
+        std::vector<std::thread> pool;
+        for (int t = 0; t < threads; ++t) {
+            pool.emplace_back([&, t] {
+                for (int i = 0; i < per_thread; ++i) {
+                    map.post([&, t, i] {
+                        if (next[t]++ != i) ++out_of_order;
+                        ++runs;
+                    });
+                }
+            });
+        }
+        REQUIRE(test::run_until(map, [&] { return runs == threads * per_thread; }));
+        for (auto& t : pool)
+            t.join();
+        busy.close();
+        asyncore::loop(1s, map);
+        CHECK(runs == threads * per_thread);
+        CHECK(out_of_order == 0);
+        CHECK(busy.writes > 0);
+    }
+
     TEST_CASE("ExitNow from a posted function leaves loop()") {
         ChannelMap map;
         map.post([] { throw asyncore::ExitNow(); });
