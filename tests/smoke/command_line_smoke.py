@@ -17,7 +17,8 @@ from server_process import fail
 # Each case: the arguments, then the status and the stream the usage goes to.
 USAGE_ERRORS = {
     "echo_server": [["--bogus"], ["--port", "x"], ["--threads", "0"], ["--port"]],
-    "echo_client": [["--port", "1", "--conns", "1x"], ["--port", "1", "stray"]],
+    "echo_client": [["--port", "1", "--conns", "1x"], ["--port", "1", "stray"],
+                    ["--port", "1", "--timeout", "1e999"]],
     "chat_server": [["--bogus"], ["--port", "12ab"], ["--tls"]],
     "chat_client": [["--port", "x"], ["--port", "1", "--cafile", "ca.pem"]],
     "smtp_server": [["--bogus"], ["--port", "x"], ["--port", "65536"],
