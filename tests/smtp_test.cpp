@@ -8,6 +8,7 @@
 #include <asyncore/async_chat.hpp>
 
 #include <unistd.h>
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -57,17 +58,22 @@ class Chat : public asyncore::AsyncChat, private smtp::SessionHost {
         session_.collect_incoming_data(data);
     }
     void found_terminator() override { session_.found_terminator(); }
+    /// What the channel does when the client stayed silent too long.
+    void expire_timeout() { session_.timeout_expired(); }
 
     const smtp::Session& session() const { return session_; }
     const std::string& sent() const { return sent_; }
     bool closing() const { return closing_; }
     int tls_starts() const { return tls_starts_; }
+    /// The last timeout the session set; -1 ms before the first.
+    std::chrono::milliseconds input_timeout() const { return input_timeout_; }
     std::vector<Delivered> messages;
     std::string status;  ///< what process_message answers
 
   private:
     void send_replies(std::string bytes) override { sent_ += bytes; }
     void switch_terminator(std::string_view t) override { set_terminator(t); }
+    void set_input_timeout(std::chrono::milliseconds timeout) override { input_timeout_ = timeout; }
     void close_after_replies() override { closing_ = true; }
     void start_tls_after_replies() override {
         // The reply must already be out: TLS starts after it.
@@ -84,6 +90,7 @@ class Chat : public asyncore::AsyncChat, private smtp::SessionHost {
     std::string sent_;
     bool closing_ = false;
     int tls_starts_ = 0;
+    std::chrono::milliseconds input_timeout_{-1};
 };
 
 smtp::SessionOptions with_limit(std::size_t limit) {
@@ -95,6 +102,14 @@ smtp::SessionOptions with_limit(std::size_t limit) {
 smtp::SessionOptions with_starttls() {
     auto o = Chat::options_for_test();
     o.starttls = true;
+    return o;
+}
+
+smtp::SessionOptions with_timeouts(std::chrono::milliseconds command,
+                                   std::chrono::milliseconds data) {
+    auto o = Chat::options_for_test();
+    o.command_timeout = command;
+    o.data_timeout = data;
     return o;
 }
 
@@ -428,6 +443,72 @@ TEST_SUITE("smtp") {
             chat.feed(std::string(10000, 'x'));
         CHECK(chat.session().buffered_bytes() <= 512 + 10000);
         CHECK(chat.write_line("") == "500 Error: line too long\r\n");
+    }
+
+    TEST_CASE("the session waits 5 minutes for a command and 3 for message text (RFC 5321)") {
+        using std::chrono::minutes;
+        Chat chat(with_limit(64));
+        CHECK(chat.input_timeout() == minutes(5));
+        chat.write_line("HELO example");
+        chat.write_line("MAIL From:eggs@example");
+        chat.write_line("RCPT To:spam@example");
+        CHECK(chat.input_timeout() == minutes(5));
+        REQUIRE(chat.write_line("DATA") == "354 End data with <CR><LF>.<CR><LF>\r\n");
+        CHECK(chat.input_timeout() == minutes(3));
+        CHECK(chat.session().input_timeout() == minutes(3));
+        CHECK(chat.write_line("short\r\n.") == "250 OK\r\n");
+        CHECK(chat.input_timeout() == minutes(5));
+        CHECK(chat.session().input_timeout() == minutes(5));
+        send_message(chat, "eggs@example", "spam@example", std::string(100, 'x') + "\r\n.");
+        REQUIRE(chat.last() == "552 Error: Too much mail data\r\n");
+        CHECK(chat.input_timeout() == minutes(5));
+    }
+
+    TEST_CASE("the timeouts come from the options, zero included") {
+        using std::chrono::milliseconds;
+        for (auto [command, data] : {std::pair{milliseconds(250), milliseconds(100)},
+                                     std::pair{milliseconds(0), milliseconds(0)}}) {
+            Chat chat(with_timeouts(command, data));
+            CHECK(chat.input_timeout() == command);
+            chat.write_line("HELO example");
+            send_message(chat, "eggs@example", "spam@example", "");
+            CHECK(chat.input_timeout() == data);
+            chat.write_line(".");
+            CHECK(chat.input_timeout() == command);
+        }
+    }
+
+    TEST_CASE("a silent client gets 421 4.4.2 and the connection closes once it is sent") {
+        Chat chat;
+        chat.write_line("HELO example");
+        chat.feed("NO");
+        chat.expire_timeout();
+        CHECK(chat.last() == "421 4.4.2 mail.example.org Error: timeout exceeded\r\n");
+        CHECK(chat.closing());
+        CHECK(chat.session().quitting());
+        CHECK(chat.write_line("OP") == "421 4.4.2 mail.example.org Error: timeout exceeded\r\n");
+    }
+
+    TEST_CASE("a timeout in the middle of a message delivers nothing") {
+        Chat chat;
+        chat.write_line("HELO example");
+        send_message(chat, "eggs@example", "spam@example", "Subject: cut short\r\n\r\nhalf");
+        CHECK(chat.session().buffered_bytes() > 0);
+        chat.expire_timeout();
+        CHECK(chat.last() == "421 4.4.2 mail.example.org Error: timeout exceeded\r\n");
+        CHECK(chat.closing());
+        CHECK(chat.session().buffered_bytes() == 0);
+        chat.write_line(".");
+        CHECK(chat.messages.empty());
+        CHECK(chat.last() == "421 4.4.2 mail.example.org Error: timeout exceeded\r\n");
+    }
+
+    TEST_CASE("a timeout after QUIT adds nothing to the 221") {
+        Chat chat;
+        chat.write_line("QUIT");
+        auto sent = chat.sent();
+        chat.expire_timeout();
+        CHECK(chat.sent() == sent);
     }
 
     TEST_CASE("remove_dot_stuffing splits at CRLF only") {

@@ -79,12 +79,24 @@ class CommandLine {
         return v;
     }
 
+    /// A decimal number such as 0.5 or 1e-3. Out of double's range is a
+    /// usage error, as for number().
     double real(std::string_view name, double fallback) const {
         auto it = values_.find(std::string(name));
         if (it == values_.end()) return fallback;
         char* end = nullptr;
+        errno = 0;
         double v = std::strtod(it->second.c_str(), &end);
-        if (end == it->second.c_str() || *end != '\0') usage();
+        if (errno != 0 || end == it->second.c_str() || *end != '\0') usage();
+        return v;
+    }
+
+    /// As real(), and a given value outside [min, max] is a usage error too,
+    /// as is "nan" (strtod() takes it, and it compares false with anything).
+    /// The fallback is the program's own and is not checked.
+    double real(std::string_view name, double fallback, double min, double max) const {
+        double v = real(name, fallback);
+        if (has(name) && !(v >= min && v <= max)) usage();
         return v;
     }
 

@@ -51,6 +51,22 @@ void SmtpChannel::switch_terminator(std::string_view terminator) {
     set_terminator(terminator);
 }
 
+// The channel's idle timeout runs out when the client has neither sent
+// anything nor taken any reply still waiting for room in the socket.
+void SmtpChannel::set_input_timeout(std::chrono::milliseconds timeout) {
+    set_idle_timeout(asyncore::Duration(timeout));
+}
+
+// No reply can reach a client while the STARTTLS handshake waits for the 220
+// to be written or runs: it goes neither in clear nor over TLS. A client that
+// left a 221 or 421 unread for a whole timeout (the channel stays open until
+// it is written) will not read another.
+void SmtpChannel::handle_idle_timeout() {
+    bool handshaking = tls_pending() || (tls_active() && !tls_established());
+    if (handshaking || session_.quitting()) return handle_close();
+    session_.timeout_expired();
+}
+
 void SmtpChannel::close_after_replies() {
     close_when_done();
 }

@@ -1,9 +1,11 @@
 // smtpd's SMTPChannel and SMTPServer on asyncore-cpp: an AsyncChat per
 // connection running a smtp::Session, and the listening dispatcher that
 // creates them. Accepted messages are appended to a Mailbox. Given a TLS
-// context, the server offers STARTTLS.
+// context, the server offers STARTTLS. The session's timeouts are the
+// channel's idle timeout.
 #pragma once
 
+#include <chrono>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -35,12 +37,17 @@ class SmtpChannel : public asyncore::AsyncChat, private SessionHost {
     bool readable() override;
     /// Logs plaintext a client pipelined after STARTTLS (discarded unread).
     void handle_tls_established() override;
+    /// The client was silent for the session's timeout: the session answers
+    /// 421 and the channel closes once that is sent. A client that cannot
+    /// receive a reply is dropped without one.
+    void handle_idle_timeout() override;
 
     const Session& session() const noexcept { return session_; }
 
   private:
     void send_replies(std::string bytes) override;
     void switch_terminator(std::string_view terminator) override;
+    void set_input_timeout(std::chrono::milliseconds timeout) override;
     void close_after_replies() override;
     void start_tls_after_replies() override;
     std::string process_message(const Envelope& envelope, std::string& data) override;

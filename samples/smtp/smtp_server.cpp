@@ -2,9 +2,14 @@
 //
 //   smtp_server [--host HOST] [--port PORT] [--mbox PATH]
 //               [--data-size-limit BYTES] [--smtputf8] [--cert FILE --key FILE]
+//               [--timeout-scale F]
 //
 // With --cert and --key the server offers STARTTLS (RFC 3207) with that
 // certificate chain and key; see smtp_session.hpp for the replies.
+// A client silent for 5 minutes while the server awaits a command, or for 3
+// minutes in the middle of a message, gets "421 4.4.2 HOST Error: timeout
+// exceeded" and is disconnected (RFC 5321 4.5.3.2); --timeout-scale
+// multiplies both times by F, and 0 turns them off.
 // Prints "listening on HOST:PORT" once ready. SIGINT and SIGTERM arrive
 // through a signalfd watched by the loop: every channel is closed and the
 // program exits 0.
@@ -12,6 +17,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <chrono>
 #include <climits>
 #include <csignal>
 #include <cstdio>
@@ -37,26 +43,40 @@ struct Config {
     std::string cert, key;
 };
 
+// The largest --timeout-scale: RFC 5321's 5 minutes become 3.5 days.
+constexpr double max_timeout_scale = 1000;
+
 const char* const usage =
     "usage: smtp_server [--host HOST] [--port PORT] [--mbox PATH]\n"
     "                   [--data-size-limit BYTES] [--smtputf8] [--cert FILE --key FILE]\n"
+    "                   [--timeout-scale F]\n"
     "  --host HOST             address to listen on (default 127.0.0.1)\n"
     "  --port PORT             port, 0 picks a free one (default 8025)\n"
     "  --mbox PATH             mbox file messages are appended to (default smtp_server.mbox)\n"
     "  --data-size-limit N     largest message in bytes, 0 for none (default 33554432)\n"
     "  --smtputf8              enable the SMTPUTF8 extension\n"
     "  --cert FILE             offer STARTTLS with this certificate chain (PEM)...\n"
-    "  --key FILE              ...and its private key (PEM)";
+    "  --key FILE              ...and its private key (PEM)\n"
+    "  --timeout-scale F       multiply RFC 5321's timeouts (5 min awaiting a command,\n"
+    "                          3 min within a message) by F, up to 1000; 0 turns them\n"
+    "                          off (default 1)";
 
 [[noreturn]] void die(const std::string& message, int code = 2) {
     std::cerr << "smtp_server: " << message << "\n";
     std::exit(code);
 }
 
+// An RFC 5321 timeout times `scale`, rounded up to a whole millisecond so
+// that no positive scale turns it off.
+std::chrono::milliseconds scaled(std::chrono::milliseconds timeout, double scale) {
+    return std::chrono::ceil<std::chrono::milliseconds>(timeout * scale);
+}
+
 Config parse_args(int argc, char** argv) {
-    sample::CommandLine cl(argc, argv, usage,
-                           {"host", "port", "mbox", "data-size-limit", "cert", "key"},
-                           {"smtputf8", "help"});
+    sample::CommandLine cl(
+        argc, argv, usage,
+        {"host", "port", "mbox", "data-size-limit", "cert", "key", "timeout-scale"},
+        {"smtputf8", "help"});
     Config config;
     config.host = cl.get("host", config.host);
     config.port = static_cast<std::uint16_t>(cl.number("port", config.port, 0, 65535));
@@ -65,6 +85,9 @@ Config parse_args(int argc, char** argv) {
     config.session.data_size_limit =
         static_cast<std::size_t>(cl.number("data-size-limit", limit, 0, LONG_MAX));
     config.session.enable_smtputf8 = cl.flag("smtputf8");
+    double scale = cl.real("timeout-scale", 1, 0, max_timeout_scale);
+    config.session.command_timeout = scaled(smtp::command_timeout_default, scale);
+    config.session.data_timeout = scaled(smtp::data_timeout_default, scale);
     config.cert = cl.get("cert");
     config.key = cl.get("key");
     if (config.cert.empty() != config.key.empty())

@@ -210,11 +210,43 @@ void Session::handle_message(std::string data) {
 }
 
 void Session::set_post_data_state() {
-    state_ = State::command;
     envelope_.mailfrom.clear();
     envelope_.rcpttos.clear();
     num_bytes_ = 0;
-    host_.switch_terminator("\r\n");
+    enter(State::command);
+}
+
+// Each state has its terminator and its timeout. The host restarts the
+// countdown, which moves nothing: this runs as the connection starts or
+// right after input arrived.
+void Session::enter(State state) {
+    state_ = state;
+    host_.switch_terminator(state == State::command ? "\r\n" : "\r\n.\r\n");
+    host_.set_input_timeout(input_timeout());
+}
+
+// RFC 5321 4.5.3.2 sets one timeout for the server: at least 5 minutes
+// while it awaits the next command (4.5.3.2.7). The others are the client's
+// waits for the server's replies, which this server sends as soon as the
+// input asking for them is complete. In DATA state the server awaits message
+// text rather than a command. A client sends that text in blocks and gives
+// up on the message when one block takes more than 3 minutes to go out
+// (the data block timeout, 4.5.3.2.5), so a client silent for longer in the
+// middle of a message has exceeded its own limit: the server waits as long
+// and no longer.
+std::chrono::milliseconds Session::input_timeout() const noexcept {
+    return state_ == State::command ? options_.command_timeout : options_.data_timeout;
+}
+
+// Postfix's reply. Its enhanced status code is RFC 3463's X.4.2, "bad
+// connection": a transaction that could not complete, a time-out among the
+// causes named.
+void Session::timeout_expired() {
+    if (quitting_) return;
+    received_.clear();
+    reply("421 4.4.2 " + options_.fqdn + " Error: timeout exceeded");
+    quitting_ = true;
+    flush();
 }
 
 void Session::set_rset_state() {
@@ -357,8 +389,7 @@ void Session::smtp_data(const std::string& arg, bool) {
     if (seen_greeting_.empty()) return reply("503 Error: send HELO first");
     if (envelope_.rcpttos.empty()) return reply("503 Error: need RCPT command");
     if (!arg.empty()) return reply("501 Syntax: DATA");
-    state_ = State::data;
-    host_.switch_terminator("\r\n.\r\n");
+    enter(State::data);
     reply("354 End data with <CR><LF>.<CR><LF>");
 }
 

@@ -24,8 +24,17 @@
 //   "501 Syntax error (no parameters allowed)"  STARTTLS with an argument
 //   "503 Error: TLS already active"             STARTTLS once TLS runs
 // and smtpd's unknown-command reply when STARTTLS is not offered.
+//
+// Timeouts (RFC 5321 4.5.3.2), which smtpd lacks: a client that stays silent
+// for 5 minutes while the session awaits a command, or for 3 minutes in the
+// middle of a message, gets Postfix's
+//   "421 4.4.2 <fqdn> Error: timeout exceeded"
+// and the connection closes once that is sent, as after QUIT; a message cut
+// short is never delivered. The host counts the silence (SessionHost::
+// set_input_timeout) and tells the session (timeout_expired()).
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <string>
 #include <string_view>
@@ -37,6 +46,12 @@ namespace smtp {
 inline constexpr std::size_t data_size_default = 33554432;
 /// smtpd's SMTPChannel.command_size_limit: the longest command line, CRLF excluded.
 inline constexpr std::size_t command_size_limit = 512;
+/// RFC 5321 4.5.3.2.7: "An SMTP server SHOULD have a timeout of at least 5
+/// minutes while it is awaiting the next command from the sender."
+inline constexpr std::chrono::milliseconds command_timeout_default = std::chrono::minutes(5);
+/// The wait for more message text after DATA: RFC 5321's data block timeout
+/// (4.5.3.2.5); Session::input_timeout() says why.
+inline constexpr std::chrono::milliseconds data_timeout_default = std::chrono::minutes(3);
 
 struct SessionOptions {
     /// The name in the greeting and in the HELO/EHLO replies (smtpd: socket.getfqdn()).
@@ -49,6 +64,12 @@ struct SessionOptions {
     bool enable_smtputf8 = false;
     /// Offer STARTTLS: the host can run TLS (SessionHost::start_tls_after_replies).
     bool starttls = false;
+    /// How long the client may stay silent while the session awaits a
+    /// command; zero waits forever.
+    std::chrono::milliseconds command_timeout = command_timeout_default;
+    /// How long the client may stay silent while it sends a message (after
+    /// DATA's 354); zero waits forever.
+    std::chrono::milliseconds data_timeout = data_timeout_default;
 };
 
 /// Who sent a message to whom, as smtpd passes it to process_message().
@@ -67,6 +88,10 @@ class SessionHost {
     virtual void send_replies(std::string bytes) = 0;
     /// Sets the input terminator: "\r\n" for commands, "\r\n.\r\n" for DATA.
     virtual void switch_terminator(std::string_view terminator) = 0;
+    /// Calls Session::timeout_expired() once the client has sent nothing for
+    /// `timeout` (zero: never), counting from now and again from each input.
+    /// The session sets it at each change of state, replacing the last one.
+    virtual void set_input_timeout(std::chrono::milliseconds timeout) = 0;
     /// Closes the connection once everything pushed has been sent.
     virtual void close_after_replies() = 0;
     /// Starts TLS (server side) once everything pushed has been sent. Input
@@ -97,8 +122,14 @@ class Session {
     void collect_incoming_data(std::string_view data);
     /// asynchat's found_terminator: handles the command or message collected.
     void found_terminator();
+    /// The client stayed silent for input_timeout(): answers 421 and closes
+    /// once that is sent, as QUIT does; a message being received is dropped.
+    /// Does nothing once the session is quitting.
+    void timeout_expired();
 
     State state() const noexcept { return state_; }
+    /// How long the client may stay silent in the current state (zero: forever).
+    std::chrono::milliseconds input_timeout() const noexcept;
     const std::string& seen_greeting() const noexcept { return seen_greeting_; }
     bool extended_smtp() const noexcept { return extended_smtp_; }
     const Envelope& envelope() const noexcept { return envelope_; }
@@ -121,6 +152,7 @@ class Session {
     void flush();
     void handle_command(std::string line, std::size_t size);
     void handle_message(std::string data);
+    void enter(State state);
     void set_post_data_state();
     void set_rset_state();
     std::size_t max_command_size() const noexcept;

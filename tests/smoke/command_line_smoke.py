@@ -17,12 +17,15 @@ from server_process import fail
 # Each case: the arguments, then the status and the stream the usage goes to.
 USAGE_ERRORS = {
     "echo_server": [["--bogus"], ["--port", "x"], ["--threads", "0"], ["--port"]],
-    "echo_client": [["--port", "1", "--conns", "1x"], ["--port", "1", "stray"]],
+    "echo_client": [["--port", "1", "--conns", "1x"], ["--port", "1", "stray"],
+                    ["--port", "1", "--timeout", "1e999"]],
     "chat_server": [["--bogus"], ["--port", "12ab"], ["--tls"]],
     "chat_client": [["--port", "x"], ["--port", "1", "--cafile", "ca.pem"]],
     "smtp_server": [["--bogus"], ["--port", "x"], ["--port", "65536"],
                     ["--data-size-limit", "-1"], ["--data-size-limit", "1k"],
-                    ["--cert", "c.pem"], ["--mbox"], ["stray"]],
+                    ["--cert", "c.pem"], ["--mbox"], ["stray"], ["--timeout-scale", "-1"],
+                    ["--timeout-scale", "nan"], ["--timeout-scale", "1001"],
+                    ["--timeout-scale", "0.5s"]],
     "resp_server": [["--bogus", "1"], ["--port", "x"], ["--port", "-1"],
                     ["--threads", "0"], ["--threads", "257"], ["--host"]],
     "tut_sock_server": [["--bogus", "1"], ["--port", "x"], ["--port", "70000"]],

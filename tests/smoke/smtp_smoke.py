@@ -7,6 +7,11 @@ Delivers real messages (a plain one, 10 MiB, 100 over 10 concurrent
 connections) and reads them back with mailbox.mbox; checks the EHLO
 features, the SIZE limit, dot transparency, a full disk, and replays
 test_smtpd's SMTPChannel conversations over a raw socket, byte for byte.
+With --timeout-scale shrinking RFC 5321's timeouts to a few hundred ms,
+checks that silent clients get 421 and are disconnected, no earlier than the
+timeout and without a message cut short reaching the mbox, that clients
+speaking within the timeouts stay, and that --timeout-scale 0 keeps a silent
+client.
 """
 import mailbox
 import os
@@ -323,6 +328,116 @@ def test_pipelined_commands_from_a_client_that_does_not_read():
         assert not sender.is_alive()
         sock.sendall(b"QUIT\r\n")
         assert read_reply(f) == b"221 Bye\r\n"
+        sock.close()
+
+
+# --timeout-scale 0.001: RFC 5321's 5 minutes awaiting a command become
+# 300 ms, and its 3 minutes within a message 180 ms.
+TIMEOUT_SCALE = 0.001
+COMMAND_TIMEOUT = 300 * TIMEOUT_SCALE
+DATA_TIMEOUT = 180 * TIMEOUT_SCALE
+
+
+def greeted(srv):
+    """A raw connection past the 220 greeting, and the name the server gave."""
+    sock, f = srv.raw()
+    greeting = read_reply(f)
+    assert greeting.startswith(b"220 "), greeting
+    return sock, f, greeting.split(b" ")[1]
+
+
+def expect_timeout(sock, f, fqdn, since, timeout):
+    """Reads the 421 and then the end of the stream (each read bounded by the
+    socket's timeout) and checks they came no earlier than `timeout` seconds
+    after `since`, the client's last word."""
+    try:
+        reply = read_reply(f)
+        elapsed = time.monotonic() - since
+        assert elapsed >= timeout, "%r after %.3f s, before the timeout" % (reply, elapsed)
+        assert reply == b"421 4.4.2 " + fqdn + b" Error: timeout exceeded\r\n", reply
+        assert f.read() == b"", "more after the 421"
+    finally:
+        sock.close()
+
+
+def start_message(sock, f, fqdn):
+    """HELO, MAIL, RCPT and DATA: the server waits for the message text."""
+    for line, expected in [(b"HELO x", b"250 " + fqdn), (b"MAIL FROM:<a@b>", b"250 OK"),
+                           (b"RCPT TO:<c@d>", b"250 OK"),
+                           (b"DATA", b"354 End data with <CR><LF>.<CR><LF>")]:
+        sock.sendall(line + b"\r\n")
+        assert read_reply(f) == expected + b"\r\n", line
+
+
+def test_a_silent_client_gets_421_after_the_command_timeout():
+    with Server("--timeout-scale", str(TIMEOUT_SCALE)) as srv:
+        since = time.monotonic()
+        sock, f, fqdn = greeted(srv)
+        expect_timeout(sock, f, fqdn, since, COMMAND_TIMEOUT)
+
+
+def test_a_partial_command_line_gets_421_after_the_command_timeout():
+    with Server("--timeout-scale", str(TIMEOUT_SCALE)) as srv:
+        sock, f, fqdn = greeted(srv)
+        sock.sendall(b"HELO x\r\n")
+        assert read_reply(f) == b"250 " + fqdn + b"\r\n"
+        since = time.monotonic()
+        sock.sendall(b"NOOP")
+        expect_timeout(sock, f, fqdn, since, COMMAND_TIMEOUT)
+
+
+def test_a_client_stalled_in_data_gets_421_and_delivers_nothing():
+    with Server("--timeout-scale", str(TIMEOUT_SCALE)) as srv:
+        sock, f, fqdn = greeted(srv)
+        start_message(sock, f, fqdn)
+        since = time.monotonic()
+        sock.sendall(b"Subject: stalled\r\n\r\nhalf a line")
+        expect_timeout(sock, f, fqdn, since, DATA_TIMEOUT)
+        with srv.client() as s:
+            s.sendmail("eggs@example.com", ["spam@example.com"], "Subject: whole\n\nx\n")
+        assert [m["Subject"] for m in srv.messages()] == ["whole"]
+
+
+def test_a_client_speaking_within_the_timeouts_stays():
+    # Twice the scale of the other tests: 600 ms and 360 ms, with the client
+    # speaking every sixth of that, so a client delayed by a busy machine
+    # still speaks in time.
+    scale = 2 * TIMEOUT_SCALE
+    with Server("--timeout-scale", str(scale)) as srv:
+        sock, f, fqdn = greeted(srv)
+        for _ in range(8):  # 800 ms in all, longer than the command timeout
+            time.sleep(300 * scale / 6)
+            sock.sendall(b"NOOP\r\n")
+            assert read_reply(f) == b"250 OK\r\n"
+        start_message(sock, f, fqdn)
+        sock.sendall(b"Subject: slow\r\n\r\n")
+        for i in range(8):  # 480 ms in all, longer than the data timeout
+            time.sleep(180 * scale / 6)
+            sock.sendall(b"line %d\r\n" % i)
+        sock.sendall(b".\r\n")
+        assert read_reply(f) == b"250 OK\r\n"
+        sock.sendall(b"QUIT\r\n")
+        assert read_reply(f) == b"221 Bye\r\n"
+        sock.close()
+        with srv.client() as s:
+            s.sendmail("eggs@example.com", ["spam@example.com"], "Subject: brisk\n\nx\n")
+        msgs = srv.messages()
+        assert [m["Subject"] for m in msgs] == ["slow", "brisk"]
+        assert body_of(msgs[0]) == "".join("line %d\n" % i for i in range(8))
+
+
+def test_timeout_scale_0_keeps_a_silent_client():
+    with Server("--timeout-scale", "0") as srv:
+        sock, f, _ = greeted(srv)
+        sock.settimeout(3 * COMMAND_TIMEOUT)
+        try:
+            data = sock.recv(1)
+            raise AssertionError("a silent client got %r" % data)
+        except socket.timeout:
+            pass
+        sock.settimeout(TIMEOUT)
+        sock.sendall(b"NOOP\r\n")
+        assert read_reply(f) == b"250 OK\r\n"
         sock.close()
 
 

@@ -11,6 +11,9 @@ temporary directory and checks that:
   - a client sending "STARTTLS\\r\\nNOOP\\r\\n" in one packet gets no reply to
     that NOOP once TLS runs: the pipelined bytes are discarded, and logged;
   - a client that does not trust the CA refuses the server, which goes on;
+  - with --timeout-scale 0.001 (300 ms awaiting a command), a client silent
+    in the TLS handshake is dropped without a byte, and one silent after it
+    gets the timeout's 421 over TLS;
   - without --cert there is no STARTTLS; the server exits 0 on SIGTERM.
 
 usage: smtp_tls_smoke.py PATH/TO/smtp_server [OPENSSL]
@@ -154,6 +157,45 @@ def check_untrusted_client(srv, ctx):
     print("ok: a client without the CA refuses the server, which goes on serving")
 
 
+def starttls_sent(port):
+    """A raw connection whose STARTTLS was answered 220, and when it was sent."""
+    raw = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+    # Unbuffered: no TLS byte may be swallowed by a reader's buffer.
+    f = raw.makefile("rb", buffering=0)
+    assert read_reply(f).startswith(b"220 ")
+    raw.sendall(b"EHLO client.example\r\n")
+    assert b"250-STARTTLS\r\n" in read_reply(f)
+    since = time.monotonic()
+    raw.sendall(b"STARTTLS\r\n")
+    assert read_reply(f) == b"220 Ready to start TLS\r\n"
+    return raw, since
+
+
+def check_timeouts(directory, pki, ctx):
+    command_timeout = 0.3
+    srv = Server(directory, "--cert", pki["cert"], "--key", pki["key"], "--timeout-scale", "0.001")
+    try:
+        raw, since = starttls_sent(srv.port)
+        with raw:
+            assert raw.recv(1) == b"", "a byte for a client silent in the handshake"
+            assert time.monotonic() - since >= command_timeout
+        raw, _ = starttls_sent(srv.port)
+        with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+            tf = tls.makefile("rb")
+            since = time.monotonic()
+            tls.sendall(b"EHLO client.example\r\n")
+            assert read_reply(tf).startswith(b"250-")
+            reply = read_reply(tf)
+            assert time.monotonic() - since >= command_timeout
+            assert reply.startswith(b"421 4.4.2 ") and \
+                reply.endswith(b" Error: timeout exceeded\r\n"), reply
+            assert tf.read() == b"", "more after the 421"
+        srv.stop()
+    finally:
+        srv.kill()
+    print("ok: a client silent in the TLS handshake is dropped; after it, it gets 421 over TLS")
+
+
 def check_without_cert(directory):
     srv = Server(directory)
     try:
@@ -182,6 +224,7 @@ def main():
             print("ok: smtp_server exited 0 on SIGTERM")
         finally:
             srv.kill()
+        check_timeouts(d, pki, ctx)
         os.remove(srv.mbox)
         check_without_cert(d)
     print("smtp tls smoke: OK")
