@@ -18,6 +18,7 @@
 
 #include "detail/dispatcher_tls.hpp"
 #include "detail/map_core.hpp"
+#include "detail/map_signals.hpp"
 #include "detail/routing.hpp"
 
 namespace asyncore {
@@ -88,6 +89,7 @@ MapCore::MapCore(ChannelMap& o) : owner(o), base(new_base()) {
 MapCore::~MapCore() {
     tasks.reset();
     idle.reset();
+    signals.reset();
     drop_timers();
     for (Slot& s : slots) {
         if (s.read_ev) event_free(s.read_ev);

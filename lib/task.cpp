@@ -492,6 +492,33 @@ TaskRef::Finished TaskRef::finished(Timeout timeout) const {
     return Finished(s_, timeout);
 }
 
+bool WaitSignal::start(detail::TaskCore& t, std::coroutine_handle<> h) {
+    if (t.cancel_pending(*this)) return false;
+    watches_.reserve(8);
+    for (int signo : signals_)
+        watches_.push_back(t.map().on_signal(signo, [this](int s) { delivered(s); }));
+    detach_fn = stop_watching;
+    t.suspend(*this, h, timeout_);
+    return true;
+}
+
+// The first delivery ends the wait; a second one in the same pass finds the
+// task no longer waiting here.
+void WaitSignal::delivered(int signo) noexcept {
+    if (task == nullptr || task->current_wait() != this) return;
+    received_ = signo;
+    detach_fn = nullptr;
+    task->complete(*this);
+}
+
+// A timeout or terminate() takes the wait back: its watches end with it.
+void WaitSignal::stop_watching(detail::Wait& w) noexcept {
+    auto& self = static_cast<WaitSignal&>(w);
+    for (SignalWatch& watch : self.watches_)
+        watch.cancel();
+    self.detach_fn = nullptr;
+}
+
 bool Sleep::start(detail::TaskCore& t, std::coroutine_handle<> h) {
     if (t.cancel_pending(*this)) return false;
     kind = Kind::sleep;

@@ -17,6 +17,8 @@
 #include <optional>
 #include <vector>
 
+#include <asyncore/signals.hpp>
+
 namespace asyncore {
 
 class Dispatcher;
@@ -139,6 +141,12 @@ class ChannelMap {
     /// Queues `fn` to run on the loop thread during the next pass and wakes
     /// the loop. The one call that is safe from any thread.
     void post(std::function<void()> fn);
+
+    /// Runs `fn(signo)` on this map's loop thread each time the process
+    /// receives `signo`, until the returned watch ends (signals.hpp has the
+    /// rules). Throws std::invalid_argument for SIGKILL, SIGSTOP or a number
+    /// out of 1..64, std::system_error if the handler cannot be installed.
+    SignalWatch on_signal(int signo, std::function<void(int)> fn);
 
     const LoopStats& stats() const noexcept;
 

@@ -670,6 +670,56 @@ inline Sleep sleep(Duration d) noexcept {
     return Sleep(d);
 }
 
+/// A few signal numbers: `{SIGINT, SIGTERM}` or one number. (Not an
+/// std::initializer_list: GCC 12 mishandles its array in co_await operands.)
+class SignalSet {
+  public:
+    template <class... More>
+    SignalSet(int first, More... more) noexcept
+        : signals_{first, more...}, size_(1 + sizeof...(more)) {
+        static_assert(sizeof...(more) < 8, "SignalSet: at most 8 signals");
+    }
+    const int* begin() const noexcept { return signals_; }
+    const int* end() const noexcept { return signals_ + size_; }
+
+  private:
+    int signals_[8];
+    int size_;
+};
+
+/// co_await wait_signal({SIGINT, SIGTERM}, timeout): the number of the first
+/// of these signals the process receives from now on. They are watched (see
+/// signals.hpp) on the task's map while it waits, and no longer. Throws
+/// TimeoutError, Cancelled; std::invalid_argument for a signal that cannot
+/// be watched.
+class [[nodiscard]] WaitSignal : public detail::Wait {
+  public:
+    WaitSignal(SignalSet signals, Timeout timeout) : signals_(signals), timeout_(timeout) {}
+    bool await_ready() const noexcept { return false; }
+    template <class P>
+    bool await_suspend(std::coroutine_handle<P> h) {
+        return start(detail::task_of(h), h);
+    }
+    int await_resume() {
+        watches_.clear();
+        throw_if_failed();
+        return received_;
+    }
+
+  private:
+    bool start(detail::TaskCore& t, std::coroutine_handle<> h);
+    void delivered(int signo) noexcept;
+    static void stop_watching(detail::Wait& w) noexcept;
+
+    SignalSet signals_;
+    std::vector<SignalWatch> watches_;
+    Timeout timeout_;
+    int received_ = 0;
+};
+inline WaitSignal wait_signal(SignalSet signals, Timeout timeout = std::nullopt) {
+    return WaitSignal(signals, timeout);
+}
+
 /// co_await suspend(timeout): waits until another task calls resume() on
 /// this one (pycos' suspend/resume). Throws TimeoutError, Cancelled.
 class [[nodiscard]] Suspend : public detail::Wait {

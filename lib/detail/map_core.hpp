@@ -26,6 +26,8 @@ class Dispatcher;
 
 namespace asyncore::detail {
 
+class MapSignals;
+
 /// One watched descriptor: the channel and its two persistent libevent
 /// events. Read and write interest are separate events so that turning
 /// write interest on after a short write is a single epoll_ctl.
@@ -151,6 +153,8 @@ struct MapCore {
     std::size_t live_tasks = 0;
 
     std::unique_ptr<IdleTimers> idle;
+    /// The map's signal watches (signals.hpp), created by the first.
+    std::unique_ptr<MapSignals> signals;
 
     /// State a higher layer keeps per map (the task layer's scheduler). It is
     /// destroyed first in ~MapCore, while the base, timers and channels are
