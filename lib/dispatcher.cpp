@@ -280,6 +280,10 @@ void Dispatcher::close() {
     if (owned_) map_->core().bury(*this);
 }
 
+void Dispatcher::close_when_done() {
+    handle_close();
+}
+
 void Dispatcher::add_channel() {
     if (fd_ >= 0) map_->core().add(*this, fd_);
 }

@@ -49,6 +49,20 @@ void DispatcherWithSend::consume(std::size_t n) noexcept {
 
 void DispatcherWithSend::handle_write() {
     initiate_send();
+    if (close_when_done_) close_if_done();
+}
+
+void DispatcherWithSend::close_when_done() {
+    close_when_done_ = true;
+    rearm();
+    close_if_done();
+}
+
+void DispatcherWithSend::close_if_done() {
+    if (pending() == 0 && fileno() >= 0) {
+        close_when_done_ = false;
+        handle_close();
+    }
 }
 
 bool DispatcherWithSend::writable() {

@@ -602,6 +602,24 @@ void close_all(ChannelMap& map, bool ignore_all) {
         d->del_channel();
 }
 
+void close_all_when_done(ChannelMap& map, Duration grace) {
+    for (Dispatcher* d : map.channels()) {
+        // A handler of an earlier channel may have closed this one.
+        if (map.find(d->fileno()) != d) continue;
+        // handle_close() is a handler: what it throws goes to handle_error().
+        detail::routed(*d, [d] {
+            if (d->accepting()) {
+                d->close();
+            } else {
+                d->close_when_done();
+            }
+        });
+    }
+    if (map.empty()) return;
+    map.core().schedule(
+        grace, [&map] { close_all(map, true); }, false);
+}
+
 TimerHandle call_later(Duration delay, std::function<void()> fn) {
     return socket_map().call_later(delay, std::move(fn));
 }

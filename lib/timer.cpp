@@ -19,7 +19,7 @@ void on_timer(evutil_socket_t, short, void* arg) {
     std::shared_ptr<Timer> keep = std::move(t->self);
     MapCore* core = t->core;
     t->done = true;
-    --core->pending_timers;
+    if (t->keeps_loop) --core->pending_timers;
     auto fn = std::move(t->fn);
     core->guarded("call_later callback", fn);
 }
@@ -38,17 +38,18 @@ Timer& live(const std::shared_ptr<Timer>& t, const char* op) {
 
 }  // namespace
 
-TimerHandle MapCore::schedule(Duration delay, std::function<void()> fn) {
+TimerHandle MapCore::schedule(Duration delay, std::function<void()> fn, bool keeps_loop) {
     check_delay(delay);
     auto t = std::make_shared<Timer>();
     t->core = this;
     t->fn = std::move(fn);
     t->delay = delay;
+    t->keeps_loop = keeps_loop;
     t->ev = evtimer_new(base, on_timer, t.get());
     if (t->ev == nullptr) throw std::bad_alloc();
     timers.insert(t.get());
     t->self = t;
-    ++pending_timers;
+    if (keeps_loop) ++pending_timers;
     arm(*t);
     return TimerHandle(std::move(t));
 }
@@ -62,7 +63,7 @@ void MapCore::cancel(Timer& t) noexcept {
     evtimer_del(t.ev);
     t.done = true;
     t.fn = nullptr;
-    --pending_timers;
+    if (t.keeps_loop) --pending_timers;
     t.self.reset();  // may destroy t if no handle is left
 }
 

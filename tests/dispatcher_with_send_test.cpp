@@ -141,4 +141,40 @@ TEST_SUITE("dispatcher_with_send") {
         CHECK_FALSE(d.writable());
     }
 
+    TEST_CASE("close_when_done closes only after every queued byte reached a slow reader") {
+        ChannelMap map;
+        auto [a, b] = test::connected_pair(AF_UNIX);
+        NoRead d(std::move(a), map);
+        const std::string big = pattern(4 << 20);
+        d.send(big);
+        REQUIRE(d.pending() > 0);  // more than the socket buffer holds
+        d.close_when_done();
+        CHECK(d.fileno() >= 0);
+        CHECK(d.closes == 0);
+        // The reader takes 64 KiB per pass: the close waits for the last of it.
+        std::string got;
+        int fd = b.fd();
+        REQUIRE(test::run_until(
+            map,
+            [&] {
+                char buf[65536];
+                ssize_t n = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+                if (n > 0) got.append(buf, static_cast<std::size_t>(n));
+                return n == 0;
+            },
+            30s));
+        CHECK(got.size() == big.size());
+        CHECK(got == big);
+        CHECK(d.closes == 1);
+        CHECK(d.fileno() == -1);
+    }
+
+    TEST_CASE("close_when_done with nothing queued runs handle_close at once") {
+        ChannelMap map;
+        auto [a, b] = test::connected_pair(AF_UNIX);
+        NoRead d(std::move(a), map);
+        d.close_when_done();
+        CHECK(d.closes == 1);
+        CHECK(d.fileno() == -1);
+    }
 }  // TEST_SUITE

@@ -5,6 +5,7 @@
 #include <asyncore/loop.hpp>
 
 #include <asyncore/dispatcher.hpp>
+#include <asyncore/dispatcher_with_send.hpp>
 #include <asyncore/error.hpp>
 
 #include <sys/socket.h>
@@ -364,6 +365,67 @@ TEST_SUITE("loop") {
             CHECK(r->fileno() == -1);
         for (auto& p : peers)
             CHECK(test::read_to_eof(p.fd()).empty());  // the peer sees EOF: really closed
+    }
+
+    TEST_CASE("close_all_when_done: listeners now, the rest once flushed, stragglers after grace") {
+        ChannelMap map;
+        struct Listening : Dispatcher {
+            explicit Listening(ChannelMap& m) : Dispatcher(m) {
+                create_socket(AF_INET, SOCK_STREAM);
+                bind(test::loopback(AF_INET));
+                listen(5);
+            }
+        };
+        struct Sender : asyncore::DispatcherWithSend {
+            using DispatcherWithSend::DispatcherWithSend;
+            int closes = 0;
+            bool readable() override { return false; }
+            void handle_close() override {
+                ++closes;
+                close();
+            }
+        };
+        Listening listener(map);
+        auto [a, b] = test::connected_pair(AF_UNIX);  // b reads everything
+        auto [c, d] = test::connected_pair(AF_UNIX);  // d never reads
+        Sender reader_side(std::move(a), map);
+        Sender stuck_side(std::move(c), map);
+        const std::string big(3 << 20, 'q');
+        reader_side.send(big);
+        stuck_side.send(big);
+        auto t0 = std::chrono::steady_clock::now();
+        asyncore::close_all_when_done(map, 300ms);
+        CHECK(listener.fileno() == -1);
+        CHECK(reader_side.fileno() >= 0);
+        std::string got;
+        int fd = b.fd();
+        bool eof = false;
+        while (!eof && map.has_work() && seconds_since(t0) < 10) {
+            map.run_pass(20ms);
+            char buf[65536];
+            ssize_t n;
+            while ((n = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT)) > 0)
+                got.append(buf, static_cast<std::size_t>(n));
+            eof = n == 0;
+        }
+        CHECK(eof);
+        CHECK(got == big);
+        CHECK(reader_side.closes == 1);
+        asyncore::loop(5s, map);  // ends when the grace period closes the stuck one
+        CHECK(stuck_side.fileno() == -1);
+        CHECK(seconds_since(t0) >= 0.3);
+        CHECK(map.empty());
+    }
+
+    TEST_CASE("close_all_when_done returns from loop() as soon as everything is flushed") {
+        ChannelMap map;
+        auto [a, b] = test::connected_pair(AF_UNIX);
+        Reader r(std::move(a), map);
+        auto t0 = std::chrono::steady_clock::now();
+        asyncore::close_all_when_done(map, 30s);
+        asyncore::loop(30s, map);
+        CHECK(r.fileno() == -1);
+        CHECK(seconds_since(t0) < 5.0);  // the 30 s grace timer keeps nothing running
     }
 
     TEST_CASE("close_all() without a map closes the thread's default map") {

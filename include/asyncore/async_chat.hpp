@@ -223,7 +223,7 @@ class AsyncChat : public Dispatcher {
 
     /// Closes the channel (handle_close()) once every byte queued before this
     /// call has been written. Data pushed afterwards is never sent.
-    void close_when_done();
+    void close_when_done() override;
     /// Writes what it can from the front of the queue: one writev() of up to
     /// IOV_MAX buffers and ac_out_buffer_size() bytes, pulling producers as
     /// they reach the front. Does nothing while not connected.

@@ -129,6 +129,12 @@ class Dispatcher {
     /// close_notify alert is sent first if the socket takes it at once (no
     /// waiting).
     virtual void close();
+    /// Closes the channel through handle_close() once every byte queued for
+    /// it has been written (asynchat's close_when_done). A plain Dispatcher
+    /// queues nothing: it calls handle_close() now. DispatcherWithSend and
+    /// AsyncChat wait for their output; close_all_when_done() (loop.hpp)
+    /// relies on it for a graceful shutdown.
+    virtual void close_when_done();
     /// Adds this channel to its map (done by set_socket()).
     void add_channel();
     /// Removes this channel from its map without closing the socket.

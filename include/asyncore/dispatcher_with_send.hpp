@@ -37,6 +37,9 @@ class DispatcherWithSend : public Dispatcher {
     }
     /// Sends from the output buffer (up to 64 KiB per call, as asyncore).
     void initiate_send();
+    /// Calls handle_close() once the output buffer is empty: now if it is.
+    /// Data sent afterwards is still sent first.
+    void close_when_done() override;
     /// Bytes waiting in the output buffer.
     std::size_t pending() const noexcept { return out_.size() - out_pos_; }
     /// The bytes waiting in the output buffer.
@@ -51,8 +54,11 @@ class DispatcherWithSend : public Dispatcher {
     void keep(std::string_view data);
     void consume(std::size_t n) noexcept;
 
+    void close_if_done();
+
     std::string out_;
     std::size_t out_pos_ = 0;
+    bool close_when_done_ = false;
 };
 
 }  // namespace asyncore

@@ -175,6 +175,15 @@ void loop(Duration timeout = std::chrono::seconds(30), ChannelMap& map = socket_
 /// rethrown unless `ignore_all` (EBADF is always ignored), as asyncore does.
 void close_all(ChannelMap& map = socket_map(), bool ignore_all = false);
 
+/// A graceful close_all(): listeners close now; every other channel closes
+/// once its queued output is written (Dispatcher::close_when_done(), which
+/// runs handle_close()); whatever is still open `grace` later is closed
+/// as close_all(map, true) would. Returns at once: the loop does the rest,
+/// and loop() returns when the last channel is closed (the grace timer does
+/// not keep it running). For SIGTERM in a server:
+///   auto stop = map.on_signal(SIGTERM, [&](int) { close_all_when_done(map, 5s); });
+void close_all_when_done(ChannelMap& map, Duration grace);
+
 /// call_later() on the calling thread's default map.
 TimerHandle call_later(Duration delay, std::function<void()> fn);
 

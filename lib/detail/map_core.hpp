@@ -53,7 +53,8 @@ struct Timer {
     event* ev = nullptr;
     std::function<void()> fn;
     Duration delay{};
-    bool done = false;  ///< ran or cancelled
+    bool done = false;       ///< ran or cancelled
+    bool keeps_loop = true;  ///< counted by has_work()
     std::shared_ptr<Timer> self;
     ~Timer();
 };
@@ -110,7 +111,9 @@ struct MapCore {
     void interest_failed(Dispatcher& d, std::exception_ptr e) noexcept;
 
     // -- Timers.
-    TimerHandle schedule(Duration delay, std::function<void()> fn);
+    /// A call_later(); one that does not keep loop() running (a deadline
+    /// for work that ends it sooner) passes keeps_loop = false.
+    TimerHandle schedule(Duration delay, std::function<void()> fn, bool keeps_loop = true);
     void arm(Timer& t);
     void cancel(Timer& t) noexcept;
 
