@@ -28,8 +28,6 @@
 #include <string>
 #include <string_view>
 
-#include "signals.hpp"
-
 #include "../common/command_line.hpp"
 
 namespace {
@@ -154,15 +152,18 @@ int main(int argc, char** argv) {
         } else {
             keyboard = std::make_unique<Keyboard>(conn, map);
         }
-        chat_sample::SignalWatcher signals(
-            [&] {
-                conn.close();
-                if (keyboard) keyboard->close();
-            },
-            map);
+        // SIGINT/SIGTERM end the session; the watches end with the connection
+        // so that loop() can return.
+        auto stop = [&](int) {
+            conn.close();
+            if (keyboard) keyboard->close();
+        };
+        asyncore::SignalWatch on_int = map.on_signal(SIGINT, stop);
+        asyncore::SignalWatch on_term = map.on_signal(SIGTERM, stop);
         conn.on_closed = [&] {
             if (keyboard) keyboard->close();
-            signals.close();
+            on_int.cancel();
+            on_term.cancel();
         };
         asyncore::loop(std::chrono::seconds(30), map);
         return conn.was_connected && !conn.failed ? 0 : 1;

@@ -30,8 +30,6 @@
 #include <string>
 #include <string_view>
 
-#include "signals.hpp"
-
 #include "../common/command_line.hpp"
 
 namespace {
@@ -105,10 +103,11 @@ class ChatServer : public asyncore::Dispatcher {
             if (s != except && s->fileno() >= 0) s->push(std::string_view(wire));
         }
     }
-    /// Closes the listener and every connection, handshaking ones included.
-    void shut_down() {
+    /// Closes the listener at once and every connection once what it was
+    /// sent is written (at most `grace` later), handshaking ones included.
+    void shut_down(asyncore::Duration grace) {
         shutting_down_ = true;
-        asyncore::close_all(map(), true);
+        asyncore::close_all_when_done(map(), grace);
     }
 
   private:
@@ -245,7 +244,14 @@ int main(int argc, char** argv) {
         server.set_reuse_addr();
         server.bind(addr);
         server.listen(128);
-        chat_sample::SignalWatcher signals([&] { server.shut_down(); }, map);
+        // SIGINT/SIGTERM: a graceful shutdown; SIGUSR1: the loop's counters.
+        auto stop = [&](int) { server.shut_down(std::chrono::seconds(5)); };
+        asyncore::SignalWatch on_int = map.on_signal(SIGINT, stop);
+        asyncore::SignalWatch on_term = map.on_signal(SIGTERM, stop);
+        asyncore::SignalWatch on_usr1 = map.on_signal(SIGUSR1, [&](int) {
+            std::fprintf(stderr, "stats: channels=%zu passes=%llu\n", map.size(),
+                         static_cast<unsigned long long>(map.stats().passes));
+        });
         std::printf("listening on %s\n", server.local_address().to_string().c_str());
         std::fflush(stdout);
         asyncore::loop(std::chrono::seconds(30), map);

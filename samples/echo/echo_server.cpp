@@ -13,12 +13,13 @@
 // ChannelMap and its own listener on the same port (SO_REUSEPORT), and the
 // kernel spreads the connections over them. --idle-timeout closes a
 // connection that sends nothing for that long (0, the default: never).
-// SIGINT or SIGTERM closes every channel and exits 0.
+// SIGINT or SIGTERM shuts down gracefully: the listeners close at once,
+// every connection once its pending echo is written (at most 5 s later),
+// and the program exits 0. SIGUSR1 prints the first loop's counters.
 
 #include <asyncore/asyncore.hpp>
 
 #include <sys/resource.h>
-#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -78,28 +79,6 @@ class EchoServer : public asyncore::Dispatcher {
     asyncore::Timeout idle_timeout_;
 };
 
-// SIGINT/SIGTERM arrive through a signalfd watched like any channel: the
-// loop stays single-threaded and the handler may do anything.
-// With --threads, the other loops are told through ChannelMap::post, the
-// one call that is safe from another thread.
-class SignalWatcher : public asyncore::FileDispatcher {
-  public:
-    SignalWatcher(int fd, asyncore::ChannelMap& map, std::vector<asyncore::ChannelMap*> others)
-        : FileDispatcher(fd, map), others_(std::move(others)) {}
-    bool writable() override { return false; }
-    void handle_read() override {
-        signalfd_siginfo info;
-        if (::read(fileno(), &info, sizeof info) != static_cast<ssize_t>(sizeof info)) return;
-        std::fprintf(stderr, "echo_server: %s, closing\n", ::strsignal(info.ssi_signo));
-        for (asyncore::ChannelMap* m : others_)
-            m->post([m] { asyncore::close_all(*m, true); });
-        asyncore::close_all(map(), true);
-    }
-
-  private:
-    std::vector<asyncore::ChannelMap*> others_;
-};
-
 struct Options {
     std::string host = "127.0.0.1";
     unsigned port = 0;
@@ -136,24 +115,29 @@ void limit_fds(long n) {
     }
 }
 
-int signal_fd() {
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    ::sigprocmask(SIG_BLOCK, &set, nullptr);
-    int fd = ::signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
-    if (fd < 0) asyncore::throw_errno(errno, "signalfd");
-    return fd;
+// How long a shutdown waits for connections to take their pending echo.
+constexpr std::chrono::seconds shutdown_grace{5};
+
+// A graceful close of every loop: `map` here, the others through post(),
+// the one call that is safe from another thread.
+void shut_down(asyncore::ChannelMap& map, const std::vector<asyncore::ChannelMap*>& others) {
+    std::fprintf(stderr, "echo_server: shutting down\n");
+    for (asyncore::ChannelMap* m : others)
+        m->post([m] { asyncore::close_all_when_done(*m, shutdown_grace); });
+    asyncore::close_all_when_done(map, shutdown_grace);
+}
+
+void print_stats(const asyncore::ChannelMap& map) {
+    const asyncore::LoopStats& s = map.stats();
+    std::fprintf(stderr, "stats: channels=%zu passes=%llu interest_checks=%llu\n", map.size(),
+                 static_cast<unsigned long long>(s.passes),
+                 static_cast<unsigned long long>(s.interest_checks));
 }
 
 }  // namespace
 
 int main(int argc, char** argv) try {
     Options opt = parse(argc, argv);
-    // Blocked before any thread starts, so every thread inherits the mask and
-    // the signals reach only the signalfd.
-    int sigfd = signal_fd();
     asyncore::ChannelMap& map = asyncore::socket_map();
     bool reuse_port = opt.threads > 1;
     EchoServer server(asyncore::Address::ip(opt.host, static_cast<std::uint16_t>(opt.port)),
@@ -168,8 +152,11 @@ int main(int argc, char** argv) try {
                                                        opt.idle_timeout, *maps.back()));
         others.push_back(maps.back().get());
     }
-    SignalWatcher signals(sigfd, map, others);
-    ::close(sigfd);  // the watcher holds its own duplicate
+    // Signals run from the first loop, whichever thread the kernel picks.
+    auto on_stop = [&](int) { shut_down(map, others); };
+    asyncore::SignalWatch on_int = map.on_signal(SIGINT, on_stop);
+    asyncore::SignalWatch on_term = map.on_signal(SIGTERM, on_stop);
+    asyncore::SignalWatch on_usr1 = map.on_signal(SIGUSR1, [&](int) { print_stats(map); });
     if (opt.max_fds > 0) limit_fds(opt.max_fds);
     std::vector<std::thread> threads;
     for (asyncore::ChannelMap* m : others)

@@ -31,7 +31,7 @@
 #include <string>
 #include <string_view>
 
-#include "../tut_sock/task_server.hpp"
+#include "../common/task_server.hpp"
 
 using asyncore::AsyncSocket;
 using asyncore::Task;

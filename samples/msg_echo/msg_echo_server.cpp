@@ -9,7 +9,7 @@
 
 #include <cstdio>
 
-#include "../tut_sock/task_server.hpp"
+#include "../common/task_server.hpp"
 
 using asyncore::AsyncSocket;
 using asyncore::Task;

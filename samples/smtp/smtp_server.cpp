@@ -10,11 +10,10 @@
 // minutes in the middle of a message, gets "421 4.4.2 HOST Error: timeout
 // exceeded" and is disconnected (RFC 5321 4.5.3.2); --timeout-scale
 // multiplies both times by F, and 0 turns them off.
-// Prints "listening on HOST:PORT" once ready. SIGINT and SIGTERM arrive
-// through a signalfd watched by the loop: every channel is closed and the
-// program exits 0.
+// Prints "listening on HOST:PORT" once ready. SIGINT and SIGTERM shut it
+// down gracefully (every reply already queued is written, for at most 5 s)
+// and it exits 0; SIGUSR1 prints the loop's counters on stderr.
 #include <netdb.h>
-#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <chrono>
@@ -111,29 +110,6 @@ asyncore::Address resolve(const std::string& host, std::uint16_t port) {
     }
 }
 
-// SIGINT/SIGTERM as readable events: the first one closes every channel,
-// which ends the loop.
-class SignalWatcher : public asyncore::FileDispatcher {
-  public:
-    SignalWatcher(int fd, asyncore::ChannelMap& map) : FileDispatcher(fd, map) {}
-
-    void handle_read() override {
-        recv(sizeof(signalfd_siginfo));
-        asyncore::close_all(map(), true);
-    }
-};
-
-int signal_fd() {
-    sigset_t mask;
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGINT);
-    sigaddset(&mask, SIGTERM);
-    if (sigprocmask(SIG_BLOCK, &mask, nullptr) != 0) die("sigprocmask failed", 1);
-    int fd = ::signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
-    if (fd < 0) die("signalfd failed", 1);
-    return fd;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -143,9 +119,15 @@ int main(int argc, char** argv) {
     try {
         asyncore::ChannelMap map;
         smtp::Mailbox mailbox(config.mbox);
-        int sfd = signal_fd();
-        SignalWatcher signals(sfd, map);
-        ::close(sfd);  // the watcher holds its own duplicate
+        // SIGINT/SIGTERM: the listener closes at once, every session once its
+        // replies are written (at most 5 s later); then loop() returns.
+        auto stop = [&](int) { asyncore::close_all_when_done(map, std::chrono::seconds(5)); };
+        asyncore::SignalWatch on_int = map.on_signal(SIGINT, stop);
+        asyncore::SignalWatch on_term = map.on_signal(SIGTERM, stop);
+        asyncore::SignalWatch on_usr1 = map.on_signal(SIGUSR1, [&](int) {
+            std::cerr << "stats: channels=" << map.size() << " passes=" << map.stats().passes
+                      << std::endl;
+        });
         std::optional<asyncore::TlsContext> tls;
         if (!config.cert.empty()) tls = asyncore::TlsContext::server(config.cert, config.key);
         smtp::SmtpServer server(resolve(config.host, config.port), config.session, mailbox, map,

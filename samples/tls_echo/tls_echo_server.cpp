@@ -7,7 +7,8 @@
 // every byte until the client closes. The handshake runs in the
 // connection's task rather than in accept() so that one slow or silent
 // client never delays the next. A failed handshake is logged as one line
-// and ends that connection only. SIGINT/SIGTERM close everything and exit 0.
+// and ends that connection only. SIGINT/SIGTERM shut down gracefully (see
+// samples/common/task_server.hpp) and exit 0.
 
 #include <asyncore/async_socket.hpp>
 #include <asyncore/loop.hpp>
@@ -18,7 +19,7 @@
 #include <cstdio>
 #include <string>
 
-#include "../tut_sock/task_server.hpp"
+#include "../common/task_server.hpp"
 
 using asyncore::AsyncSocket;
 using asyncore::Task;
@@ -28,7 +29,8 @@ namespace {
 
 constexpr auto handshake_timeout = std::chrono::seconds(10);
 
-Task<void> echo(AsyncSocket conn, TlsContext ctx, asyncore::Address peer) {
+Task<void> echo(AsyncSocket conn, TlsContext ctx, asyncore::Address peer,
+                const sample::Server& server) {
     try {
         conn.set_handshake_timeout(handshake_timeout);
         co_await conn.start_tls(ctx);
@@ -40,7 +42,10 @@ Task<void> echo(AsyncSocket conn, TlsContext ctx, asyncore::Address peer) {
     } catch (const asyncore::Cancelled&) {
         throw;
     } catch (const std::exception& e) {
-        std::fprintf(stderr, "closing %s: %s\n", peer.to_string().c_str(), e.what());
+        // A shutdown ends reading with a plain EOF, which TLS calls truncation.
+        if (!server.stopping()) {
+            std::fprintf(stderr, "closing %s: %s\n", peer.to_string().c_str(), e.what());
+        }
     }
 }
 
@@ -57,8 +62,8 @@ int main(int argc, char** argv) {
         AsyncSocket listener = sample::listen_from(opts);
         sample::Server server(listener);
         asyncore::spawn(server.stop_on_signal());
-        auto handler = [ctx](AsyncSocket conn, const asyncore::Address& addr) {
-            return echo(std::move(conn), ctx, addr);
+        auto handler = [ctx, &server](AsyncSocket conn, const asyncore::Address& addr) {
+            return echo(std::move(conn), ctx, addr, server);
         };
         asyncore::spawn(sample::accept_loop(listener, server, handler));
         asyncore::loop();

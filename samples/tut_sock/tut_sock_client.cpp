@@ -13,7 +13,7 @@
 #include <random>
 #include <string>
 
-#include "task_server.hpp"
+#include "../common/command_line.hpp"
 
 using asyncore::AsyncSocket;
 using asyncore::Task;

@@ -10,7 +10,7 @@
 #include <cstdio>
 #include <string>
 
-#include "task_server.hpp"
+#include "../common/task_server.hpp"
 
 using asyncore::AsyncSocket;
 using asyncore::Task;

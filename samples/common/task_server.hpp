@@ -1,0 +1,120 @@
+// What the task-based sample servers share: a listening AsyncSocket on
+// --host/--port (options parsed by command_line.hpp) that announces itself,
+// an accept loop that runs a task per connection, and the server's signals:
+// SIGINT/SIGTERM shut it down gracefully, SIGUSR1 prints the loop's counters.
+//
+// Graceful shutdown: the listener closes, every connection's reading side is
+// shut down (its task sees EOF at its next read, after finishing what it is
+// sending), and a task still running after the grace period is terminated.
+// Then loop() returns and main exits 0.
+#pragma once
+
+#include <asyncore/async_socket.hpp>
+#include <asyncore/signals.hpp>
+#include <asyncore/task.hpp>
+
+#include <sys/socket.h>
+
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <string>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include "command_line.hpp"
+
+namespace sample {
+
+/// A listening socket on --host/--port; prints "listening on HOST:PORT".
+inline asyncore::AsyncSocket listen_from(const CommandLine& opts) {
+    auto addr = asyncore::Address::ip(opts.get("host", "127.0.0.1"),
+                                      static_cast<std::uint16_t>(opts.number("port", 0, 0, 65535)));
+    asyncore::AsyncSocket listener(addr.family(), SOCK_STREAM);
+    listener.setsockopt(SOL_SOCKET, SO_REUSEADDR, 1);
+    listener.bind(addr);
+    listener.listen(1024);
+    std::printf("listening on %s\n", listener.local_address().to_string().c_str());
+    std::fflush(stdout);
+    return listener;
+}
+
+/// Tracks connection tasks and stops everything on SIGINT/SIGTERM.
+class Server {
+  public:
+    /// How long a shutdown waits for connections to finish.
+    static constexpr std::chrono::seconds grace{5};
+
+    explicit Server(asyncore::AsyncSocket& listener,
+                    asyncore::ChannelMap& map = asyncore::socket_map())
+        : listener_(listener), stats_(map.on_signal(SIGUSR1, [&map](int) { print_stats(map); })) {}
+
+    /// Keeps the task serving the connection on descriptor `fd`.
+    void track(asyncore::TaskRef t, int fd) {
+        std::erase_if(conns_, [](const Conn& c) { return c.task.done(); });
+        conns_.push_back({std::move(t), fd});
+    }
+    bool stopping() const noexcept { return stopping_; }
+
+    /// Waits for SIGINT or SIGTERM, then shuts down gracefully.
+    asyncore::Task<void> stop_on_signal() {
+        co_await asyncore::wait_signal({SIGINT, SIGTERM});
+        stopping_ = true;
+        listener_.close();
+        // A task still running holds its socket open: the descriptor is its own.
+        for (Conn& c : conns_)
+            if (!c.task.done()) ::shutdown(c.fd, SHUT_RD);
+        auto deadline = std::chrono::steady_clock::now() + grace;
+        for (Conn& c : conns_) {
+            if (c.task.done()) continue;
+            auto left = deadline - std::chrono::steady_clock::now();
+            if (left <= left.zero()) break;
+            try {
+                co_await c.task.finished(std::chrono::duration_cast<asyncore::Duration>(left));
+            } catch (const asyncore::TimeoutError&) {
+                break;
+            }
+        }
+        for (Conn& c : conns_)
+            c.task.terminate();
+    }
+
+  private:
+    struct Conn {
+        asyncore::TaskRef task;
+        int fd;
+    };
+
+    static void print_stats(asyncore::ChannelMap& map) {
+        const asyncore::LoopStats& s = map.stats();
+        std::fprintf(stderr, "stats: passes=%llu interest_checks=%llu interest_changes=%llu\n",
+                     static_cast<unsigned long long>(s.passes),
+                     static_cast<unsigned long long>(s.interest_checks),
+                     static_cast<unsigned long long>(s.interest_changes));
+    }
+
+    asyncore::AsyncSocket& listener_;
+    asyncore::SignalWatch stats_;
+    std::vector<Conn> conns_;
+    bool stopping_ = false;
+};
+
+/// Accepts connections until `server` stops, running `handler(conn, addr)`
+/// (which returns a Task) as a tracked task for each. A failed accept is
+/// logged and does not stop the server: the next connection is served.
+template <class Handler>
+asyncore::Task<void> accept_loop(asyncore::AsyncSocket& listener, Server& server, Handler handler) {
+    while (!server.stopping()) {
+        try {
+            auto [conn, addr] = co_await listener.accept();
+            int fd = conn.fd();
+            server.track(asyncore::spawn(handler(std::move(conn), addr)), fd);
+        } catch (const std::system_error& e) {
+            if (server.stopping()) break;
+            std::fprintf(stderr, "accept: %s\n", e.what());
+        }
+    }
+}
+
+}  // namespace sample
