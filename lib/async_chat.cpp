@@ -14,6 +14,8 @@
 #include <cstring>
 #include <limits>
 
+#include "detail/no_sigpipe.hpp"
+
 namespace asyncore {
 
 namespace {
@@ -83,7 +85,7 @@ long send_iov(int fd, iovec* iov, int count, int& err) {
     msg.msg_iovlen = static_cast<std::size_t>(count);
     for (;;) {
         ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
-        if (n < 0 && errno == ENOTSOCK) n = ::writev(fd, iov, count);
+        if (n < 0 && errno == ENOTSOCK) n = detail::writev_no_sigpipe(fd, iov, count);
         if (n >= 0) return static_cast<long>(n);
         if (errno != EINTR) {
             err = errno;

@@ -14,6 +14,7 @@
 #include <csignal>
 
 #include "detail/io_wait.hpp"
+#include "detail/no_sigpipe.hpp"
 
 extern char** environ;
 
@@ -157,7 +158,7 @@ Task<std::size_t> AsyncFile::write(std::string_view data, bool full) {
     detail::Claim claim(s.writing);
     std::size_t done = 0;
     while (done < data.size()) {
-        ssize_t n = ::write(s.fd, data.data() + done, data.size() - done);
+        ssize_t n = detail::write_no_sigpipe(s.fd, data.data() + done, data.size() - done);
         if (n > 0) {
             done += static_cast<std::size_t>(n);
             if (!full) break;

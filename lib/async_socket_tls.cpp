@@ -46,15 +46,6 @@ std::string ip_of(const Address& a) {
     return a.family() == AF_INET || a.family() == AF_INET6 ? a.host() : std::string();
 }
 
-// Writing to a peer that has gone must be EPIPE, not death: OpenSSL's
-// socket BIO cannot pass MSG_NOSIGNAL. As loop() does, and Python at start-up.
-void ignore_sigpipe() {
-    struct sigaction old {};
-    if (::sigaction(SIGPIPE, nullptr, &old) == 0 && old.sa_handler == SIG_DFL) {
-        std::signal(SIGPIPE, SIG_IGN);
-    }
-}
-
 }  // namespace
 
 Io tls_io(SocketOp& op, const TlsSession& tls, TlsResult r, std::size_t& moved) noexcept {
@@ -193,7 +184,6 @@ void AsyncSocket::set_tls(TlsContext ctx, std::string server_hostname) {
     if (!s_ || !s_->sock) throw_errno(EBADF, "set_tls");
     if (s_->tls_ctx() != nullptr)
         throw std::logic_error("AsyncSocket::set_tls: TLS is already set");
-    detail::ignore_sigpipe();
     detail::TlsFields& f = s_->tls_state();
     f.ctx = std::move(ctx);
     f.host = std::move(server_hostname);
@@ -206,7 +196,6 @@ SocketAwaitable<void> AsyncSocket::start_tls(TlsContext ctx, std::string server_
     if (s_->reading || s_->writing) {
         throw std::system_error(make_error_code(errc::busy), "start_tls while I/O is pending");
     }
-    detail::ignore_sigpipe();
     bool server = ctx.server_side();
     std::string name = server_hostname;
     if (name.empty() && !server) name = detail::ip_of(peer_address());

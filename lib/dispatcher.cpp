@@ -16,6 +16,7 @@
 
 #include "detail/dispatcher_tls.hpp"
 #include "detail/map_core.hpp"
+#include "detail/no_sigpipe.hpp"
 #include "detail/routing.hpp"
 
 namespace asyncore {
@@ -199,7 +200,7 @@ std::size_t Dispatcher::send(std::string_view data) {
         return detail::DispatcherTls::send(*this, data);
     }
     ssize_t n = is_socket_ ? ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL)
-                           : ::write(fd_, data.data(), data.size());
+                           : detail::write_no_sigpipe(fd_, data.data(), data.size());
     if (n >= 0) [[likely]] {
         return static_cast<std::size_t>(n);
     }
@@ -218,7 +219,7 @@ std::size_t Dispatcher::send_failed(std::string_view data) {
         }
         if (err != EINTR) throw_errno(err, "send");
         ssize_t n = is_socket_ ? ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL)
-                               : ::write(fd_, data.data(), data.size());
+                               : detail::write_no_sigpipe(fd_, data.data(), data.size());
         if (n >= 0) return static_cast<std::size_t>(n);
     }
 }

@@ -8,6 +8,8 @@
 #include <fcntl.h>
 #include <cerrno>
 
+#include "detail/no_sigpipe.hpp"
+
 namespace asyncore {
 
 FileWrapper::FileWrapper(int fd) : fd_(::fcntl(fd, F_DUPFD_CLOEXEC, 0)) {
@@ -34,7 +36,7 @@ std::string FileWrapper::recv(std::size_t n) {
 std::size_t FileWrapper::send(std::string_view data) {
     ssize_t n;
     do {
-        n = ::write(fd_, data.data(), data.size());
+        n = detail::write_no_sigpipe(fd_, data.data(), data.size());
     } while (n < 0 && errno == EINTR);
     if (n < 0) throw_errno(errno, "write");
     return static_cast<std::size_t>(n);

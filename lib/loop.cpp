@@ -12,7 +12,6 @@
 #include <poll.h>
 
 #include <cerrno>
-#include <csignal>
 #include <cstdio>
 #include <system_error>
 
@@ -49,14 +48,12 @@ void on_urgent(evutil_socket_t, short, void* arg) {
 // The pass timer only ends a pass's wait; it has no work of its own.
 void on_pass_timeout(evutil_socket_t, short, void*) {}
 
+// Python ignores SIGPIPE at start-up; a library must not change a process
+// disposition the program did not ask it to. Every write of ours avoids the
+// signal instead (MSG_NOSIGNAL on sockets, TLS included; detail/no_sigpipe
+// for pipes), so a gone peer is EPIPE, a handle_close(), whatever SIGPIPE's
+// disposition.
 event_base* new_base() {
-    // Python ignores SIGPIPE at start-up so that writing to a closed pipe is
-    // EPIPE (a handle_close) rather than death; we do the same unless the
-    // program installed its own disposition.
-    struct sigaction old {};
-    if (::sigaction(SIGPIPE, nullptr, &old) == 0 && old.sa_handler == SIG_DFL) {
-        std::signal(SIGPIPE, SIG_IGN);
-    }
     event_config* cfg = event_config_new();
     // Only epoll delivers O(active) waits; refuse the O(n) backends.
     event_config_avoid_method(cfg, "select");

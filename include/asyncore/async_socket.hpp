@@ -91,9 +91,9 @@
 //   off, OpenSSL needs the other direction only in rare cases (a write
 //   blocked mid-record when a read must answer); a read that needs to write
 //   while the writer waits then waits for its own readiness instead.
-// - TLS makes writing to a peer that has gone EPIPE, not SIGPIPE: like
-//   loop(), set_tls() and start_tls() ignore SIGPIPE unless the program set
-//   its own disposition.
+// - Writing to a peer that has gone is EPIPE, never SIGPIPE, TLS included
+//   (its transport sends with MSG_NOSIGNAL): the library leaves the
+//   process's SIGPIPE disposition alone.
 #pragma once
 
 #include <concepts>

@@ -27,6 +27,7 @@
 // 128 maps watching signals at once (std::runtime_error beyond).
 #pragma once
 
+#include <csignal>  // the SIG* numbers the API takes
 #include <functional>
 #include <memory>
 

@@ -3,16 +3,84 @@
 #include "tls_session.hpp"
 
 #include <arpa/inet.h>
+#include <sys/socket.h>
 
+#include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <stdexcept>
 
 namespace asyncore::detail {
 
 namespace {
+
+// The transport BIO. OpenSSL's socket BIO writes with write(), which raises
+// SIGPIPE when the peer has gone; this one sends with MSG_NOSIGNAL, so TLS
+// reports EPIPE like every other write and the library needs no change to
+// the process's SIGPIPE disposition. The descriptor is the BIO's data; the
+// session does not own it.
+int bio_fd(BIO* b) noexcept {
+    return static_cast<int>(reinterpret_cast<std::intptr_t>(BIO_get_data(b)));
+}
+
+bool retryable(int err) noexcept {
+    return err == EAGAIN || err == EWOULDBLOCK || err == EINTR;
+}
+
+int bio_write(BIO* b, const char* data, int size) {
+    ssize_t n = ::send(bio_fd(b), data, static_cast<std::size_t>(size), MSG_NOSIGNAL);
+    BIO_clear_retry_flags(b);
+    if (n < 0 && retryable(errno)) BIO_set_retry_write(b);
+    return static_cast<int>(n);
+}
+
+int bio_read(BIO* b, char* out, int size) {
+    ssize_t n = ::recv(bio_fd(b), out, static_cast<std::size_t>(size), 0);
+    BIO_clear_retry_flags(b);
+    if (n < 0 && retryable(errno)) BIO_set_retry_read(b);
+    return static_cast<int>(n);
+}
+
+long bio_ctrl(BIO* b, int cmd, long, void* ptr) {
+    switch (cmd) {
+        case BIO_CTRL_FLUSH:
+            return 1;  // nothing is buffered here
+        case BIO_C_GET_FD:
+            if (ptr != nullptr) *static_cast<int*>(ptr) = bio_fd(b);
+            return bio_fd(b);
+        default:
+            return 0;
+    }
+}
+
+int bio_create(BIO* b) {
+    BIO_set_init(b, 1);
+    return 1;
+}
+
+const BIO_METHOD* socket_method() {
+    static BIO_METHOD* method = [] {
+        BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "asyncore socket");
+        if (m == nullptr || BIO_meth_set_write(m, bio_write) != 1 ||
+            BIO_meth_set_read(m, bio_read) != 1 || BIO_meth_set_ctrl(m, bio_ctrl) != 1 ||
+            BIO_meth_set_create(m, bio_create) != 1) {
+            return static_cast<BIO_METHOD*>(nullptr);
+        }
+        return m;
+    }();
+    return method;
+}
+
+// A BIO over `fd` for both directions, or null.
+BIO* socket_bio(int fd) {
+    const BIO_METHOD* method = socket_method();
+    BIO* b = method != nullptr ? BIO_new(method) : nullptr;
+    if (b != nullptr) BIO_set_data(b, reinterpret_cast<void*>(static_cast<std::intptr_t>(fd)));
+    return b;
+}
 
 bool is_ip_literal(const std::string& host) {
     unsigned char buf[16];
@@ -64,11 +132,13 @@ TlsSession::TlsSession(const TlsContext& ctx, int fd, bool server_side,
     : ctx_(ctx.impl_), server_(server_side) {
     ERR_clear_error();
     ssl_ = SSL_new(ctx_->ctx);
-    if (ssl_ == nullptr || SSL_set_fd(ssl_, fd) != 1) {
+    BIO* transport = ssl_ != nullptr ? socket_bio(fd) : nullptr;
+    if (transport == nullptr) {
         std::string why = take_openssl_error();
         SSL_free(ssl_);
         throw TlsError(errc::tls_error, "cannot create a TLS session: " + why);
     }
+    SSL_set_bio(ssl_, transport, transport);  // one reference, owned by the session
     try {
         if (server_side) {
             SSL_set_accept_state(ssl_);

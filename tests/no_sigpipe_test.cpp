@@ -1,0 +1,188 @@
+// The library changes no process-wide signal disposition, and none of its
+// writes to a peer that has gone raises SIGPIPE: each case runs in a child
+// process whose SIGPIPE is at its default action (death), and must exit
+// normally with the error reported the library's way.
+
+#include <asyncore/async_file.hpp>
+#include <asyncore/async_socket.hpp>
+#include <asyncore/dispatcher.hpp>
+#include <asyncore/file_dispatcher.hpp>
+#include <asyncore/loop.hpp>
+#include <asyncore/task.hpp>
+#include <asyncore/tls.hpp>
+
+#include <doctest/doctest.h>
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <csignal>
+#include <functional>
+#include <string>
+#include <system_error>
+
+#include "support/fixtures.hpp"
+#include "support/tls_fixtures.hpp"
+
+using namespace std::chrono_literals;
+using asyncore::ChannelMap;
+using asyncore::Task;
+
+namespace {
+
+bool sigpipe_is_default() {
+    struct sigaction sa {};
+    ::sigaction(SIGPIPE, nullptr, &sa);
+    return sa.sa_handler == SIG_DFL;
+}
+
+// How a child ended: its exit code, or the signal that killed it.
+struct Ending {
+    bool exited = false;
+    int code = -1;
+    int signal = 0;
+};
+
+// Runs `body` in a child process with SIGPIPE at its default disposition
+// and a 20 s alarm; `body` returns the child's exit code.
+Ending in_child(const std::function<int()>& body) {
+    pid_t pid = ::fork();
+    if (pid == 0) {
+        std::signal(SIGPIPE, SIG_DFL);
+        ::alarm(20);
+        int rc = 99;
+        try {
+            rc = body();
+        } catch (...) {
+            rc = 98;
+        }
+        ::_exit(rc);
+    }
+    Ending e;
+    int status = 0;
+    if (pid < 0 || ::waitpid(pid, &status, 0) != pid) return e;
+    e.exited = WIFEXITED(status);
+    e.code = e.exited ? WEXITSTATUS(status) : -1;
+    e.signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+    return e;
+}
+
+void check_clean(const Ending& e) {
+    CHECK(e.signal != SIGPIPE);
+    CHECK(e.exited);
+    CHECK(e.code == 0);
+}
+
+// A Dispatcher over `fd` that writes until the write fails or handle_close().
+struct Writer : asyncore::Dispatcher {
+    Writer(asyncore::Socket s, ChannelMap& m) : Dispatcher(std::move(s), m) {}
+    bool closed = false;
+    bool readable() override { return false; }
+    void handle_write() override { send(std::string(65536, 'w')); }
+    void handle_close() override {
+        closed = true;
+        close();
+    }
+};
+
+struct FileWriter : asyncore::FileDispatcher {
+    FileWriter(int fd, ChannelMap& m) : FileDispatcher(fd, m) {}
+    bool closed = false;
+    bool readable() override { return false; }
+    void handle_write() override { send(std::string(65536, 'w')); }
+    void handle_close() override {
+        closed = true;
+        close();
+    }
+};
+
+}  // namespace
+
+TEST_SUITE("signals") {
+    TEST_CASE("maps, TLS contexts and TLS sockets leave SIGPIPE's disposition alone") {
+        std::signal(SIGPIPE, SIG_DFL);
+        {
+            ChannelMap map;
+            asyncore::AsyncSocket tls(AF_INET, SOCK_STREAM, test::client_ctx());
+            (void)test::server_ctx();
+            CHECK(sigpipe_is_default());
+        }
+        CHECK(sigpipe_is_default());
+    }
+
+    TEST_CASE("a Dispatcher writing to a peer that has gone gets handle_close, not SIGPIPE") {
+        check_clean(in_child([] {
+            ChannelMap map;
+            auto [a, b] = test::connected_pair(AF_UNIX);
+            Writer w(std::move(a), map);
+            b.reset();
+            test::run_until(map, [&] { return w.closed; });
+            return w.closed ? 0 : 1;
+        }));
+    }
+
+    TEST_CASE("a FileDispatcher writing to a pipe without a reader gets handle_close") {
+        check_clean(in_child([] {
+            ChannelMap map;
+            int fds[2];
+            if (::pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) return 2;
+            FileWriter w(fds[1], map);  // keeps a duplicate
+            ::close(fds[1]);
+            ::close(fds[0]);
+            test::run_until(map, [&] { return w.closed; });
+            return w.closed ? 0 : 1;
+        }));
+    }
+
+    TEST_CASE("an AsyncFile write to a pipe without a reader throws EPIPE") {
+        check_clean(in_child([] {
+            ChannelMap map;
+            int fds[2];
+            if (::pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) return 2;
+            ::close(fds[0]);
+            asyncore::AsyncFile out(fds[1]);
+            int code = 0;
+            auto body = [&]() -> Task<void> {
+                try {
+                    co_await out.write("lost");
+                } catch (const std::system_error& e) {
+                    code = e.code().value();
+                }
+            };
+            auto t = asyncore::spawn(body(), map);
+            test::run_until(map, [&] { return t.done(); });
+            return code == EPIPE ? 0 : 1;
+        }));
+    }
+
+    TEST_CASE("a TLS socket writing to a peer that has gone gets an error, not SIGPIPE") {
+        (void)test::tls_files();  // generated before the fork, shared with the child
+        check_clean(in_child([] {
+            ChannelMap map;
+            auto [a, b] = test::connected_pair(AF_UNIX);
+            asyncore::AsyncSocket server(std::move(a));
+            asyncore::AsyncSocket client(std::move(b));
+            bool failed = false;
+            auto serve = [&]() -> Task<void> { co_await server.start_tls(test::server_ctx()); };
+            Task<void> s;
+            auto talk = [&]() -> Task<void> {
+                co_await client.start_tls(test::client_ctx(), "localhost");
+                co_await s;  // both ends through the handshake
+                server.close();
+                try {
+                    for (int i = 0; i < 1000; ++i)
+                        co_await client.sendall(std::string(65536, 't'));
+                } catch (const std::system_error&) {
+                    failed = true;
+                }
+            };
+            s = asyncore::spawn(serve(), map);
+            auto c = asyncore::spawn(talk(), map);
+            test::run_until(map, [&] { return s.done() && c.done(); });
+            return failed ? 0 : 1;
+        }));
+    }
+}
