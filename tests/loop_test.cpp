@@ -413,7 +413,9 @@ TEST_SUITE("loop") {
         CHECK(reader_side.closes == 1);
         asyncore::loop(5s, map);  // ends when the grace period closes the stuck one
         CHECK(stuck_side.fileno() == -1);
-        CHECK(seconds_since(t0) >= 0.3);
+        // libevent times with CLOCK_MONOTONIC_COARSE (a few ms coarse), as
+        // the other timer tests allow for.
+        CHECK(seconds_since(t0) >= 0.29);
         CHECK(map.empty());
     }
 
