@@ -14,6 +14,7 @@
 #include <vector>
 
 #include <asyncore/task.hpp>
+#include <asyncore/thread_pool.hpp>
 
 namespace asyncore {
 
@@ -114,7 +115,10 @@ namespace detail {
 struct ThreadJob {
     virtual ~ThreadJob() = default;
     virtual void run() noexcept = 0;
+    /// The pool shut down before the job ran: it fails with ECANCELED.
+    void cancel() noexcept;
     Wait* waiter = nullptr;
+    std::exception_ptr error;
 };
 
 /// Runs `job` on the pool (started on first use) and, when done, resumes
@@ -138,13 +142,13 @@ struct ThreadJobFor final : ThreadJob {
     }
     F fn;
     std::optional<std::conditional_t<std::is_void_v<R>, char, R>> result;
-    std::exception_ptr error;
 };
 
 }  // namespace detail
 
-/// co_await run_in_thread(fn, timeout): runs `fn` on a small thread pool
-/// (started on first use) and yields its result or rethrows its exception,
+/// co_await run_in_thread(fn, timeout): runs `fn` on the thread pool
+/// (thread_pool.hpp: its size, start and shutdown) and yields its result or
+/// rethrows its exception,
 /// while the loop keeps serving everyone else. `fn` must not touch the loop
 /// except through ChannelMap::post. On timeout or cancellation the waiter
 /// gets TimeoutError/Cancelled at once; `fn` still runs to its end and its

@@ -13,7 +13,9 @@
 #include <asyncore/loop.hpp>
 #include <asyncore/producer.hpp>
 #include <asyncore/ring_queue.hpp>
+#include <asyncore/signals.hpp>
 #include <asyncore/socket.hpp>
 #include <asyncore/sync.hpp>
 #include <asyncore/task.hpp>
+#include <asyncore/thread_pool.hpp>
 #include <asyncore/tls.hpp>
