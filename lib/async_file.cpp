@@ -91,8 +91,8 @@ AsyncFile::AsyncFile(int fd) : s_(std::make_shared<FileState>()) {
         ::close(fd);
         throw_errno(err, "AsyncFile");
     }
-    s_->read_watch.bind(fd, EV_READ);
-    s_->write_watch.bind(fd, EV_WRITE);
+    s_->read_watch.bind(fd, detail::watch_read);
+    s_->write_watch.bind(fd, detail::watch_write);
 }
 
 AsyncFile::AsyncFile(AsyncFile&&) noexcept = default;
@@ -328,7 +328,7 @@ Task<int> AsyncPipe::wait(Timeout timeout) {
     if (timeout) deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(*timeout);
     std::shared_ptr<detail::ChildState> child = child_;
     detail::IoWatch exited;
-    if (child) exited.bind(child->pidfd, EV_READ);
+    if (child) exited.bind(child->pidfd, detail::watch_read);
     for (;;) {
         if (!child || child->gone) throw_errno(EBADF, "wait");
         if (child->status >= 0) break;

@@ -9,15 +9,11 @@
 
 namespace asyncore::detail {
 
-IdleTimers::IdleTimers(MapCore& core) : core_(core) {
-    timer_ = evtimer_new(core.base, on_timer, this);
-    if (timer_ == nullptr) throw std::bad_alloc();
-}
+IdleTimers::IdleTimers(MapCore& core) : timer_(core.reactor.timer(on_timer, this)) {}
 
 IdleTimers::~IdleTimers() {
     for (IdleEntry* e : heap_)
         e->index = IdleEntry::unscheduled;
-    event_free(timer_);
 }
 
 namespace {
@@ -68,7 +64,7 @@ void IdleTimers::wake(IdleEntry& e) noexcept {
     arm();
 }
 
-void IdleTimers::on_timer(evutil_socket_t, short, void* arg) {
+void IdleTimers::on_timer(int, short, void* arg) {
     auto* self = static_cast<IdleTimers*>(arg);
     self->armed_for_ = IdleClock::time_point::max();
     self->expire();
@@ -106,17 +102,13 @@ void IdleTimers::check(IdleEntry& e, IdleClock::time_point now) noexcept {
 // The timer follows the heap's top, and is re-armed only when that changed.
 void IdleTimers::arm() noexcept {
     if (heap_.empty()) {
-        if (armed_for_ != IdleClock::time_point::max()) evtimer_del(timer_);
+        if (armed_for_ != IdleClock::time_point::max()) timer_.stop();
         armed_for_ = IdleClock::time_point::max();
         return;
     }
     const IdleClock::time_point due = heap_.front()->due;
     if (due == armed_for_) return;
-    auto wait = std::chrono::duration_cast<std::chrono::microseconds>(due - IdleClock::now());
-    if (wait.count() < 0) wait = wait.zero();
-    timeval tv{static_cast<time_t>(wait.count() / 1000000),
-               static_cast<suseconds_t>(wait.count() % 1000000)};
-    evtimer_add(timer_, &tv);
+    timer_.start(std::chrono::ceil<std::chrono::microseconds>(due - IdleClock::now()));
     armed_for_ = due;
 }
 

@@ -1,4 +1,4 @@
-// IoWatch: one persistent libevent event per direction, lazily deleted.
+// IoWatch: one persistent reactor watch per direction, lazily stopped.
 
 #include "detail/io_wait.hpp"
 
@@ -11,21 +11,20 @@ namespace asyncore::detail {
 
 void IoWatch::ensure_event(TaskCore& t) {
     MapCore& core = core_of(t.map());
-    if (ev_ != nullptr) {
+    if (ev_) {
         if (core_ != &core) throw std::logic_error("descriptor awaited from two different maps");
         return;
     }
-    ev_ = event_new(core.base, fd_, what_ | EV_PERSIST, on_ready, this);
-    if (ev_ == nullptr) throw std::bad_alloc();
+    ev_ = core.reactor.io(fd_, what_, on_ready, this);
     core_ = &core;
 }
 
 bool IoWatch::suspend(IoWaiter& w, TaskCore& t, std::coroutine_handle<> h, Timeout timeout) {
     if (t.cancel_pending(w)) return false;
     if (waiter_ != nullptr) throw std::logic_error("IoWatch: a wait is already registered");
-    if (ev_ == nullptr || core_ != &core_of(t.map())) ensure_event(t);
+    if (!ev_ || core_ != &core_of(t.map())) ensure_event(t);
     if (!added_) {
-        if (event_add(ev_, nullptr) != 0) throw_errno(errno ? errno : ENOMEM, "event_add");
+        if (!ev_.start()) throw_errno(errno, "watch");
         added_ = true;
     }
     w.watch = this;
@@ -42,16 +41,16 @@ void IoWatch::detach(Wait& w) noexcept {
     if (self == nullptr) return;
     self->waiter_ = nullptr;
     if (self->added_) {
-        event_del(self->ev_);
+        self->ev_.stop();
         self->added_ = false;
     }
 }
 
-void IoWatch::on_ready(evutil_socket_t, short, void* arg) {
+void IoWatch::on_ready(int, short, void* arg) {
     auto* self = static_cast<IoWatch*>(arg);
     IoWaiter* w = self->waiter_;
     if (w == nullptr) {
-        event_del(self->ev_);
+        self->ev_.stop();
         self->added_ = false;
         return;
     }
@@ -68,12 +67,12 @@ bool IoWatch::move_waiter(IoWaiter& w, IoWatch& to) noexcept {
         return false;
     }
     if (!to.added_) {
-        if (event_add(to.ev_, nullptr) != 0) return false;
+        if (!to.ev_.start()) return false;
         to.added_ = true;
     }
     waiter_ = nullptr;
     if (added_) {
-        event_del(ev_);
+        ev_.stop();
         added_ = false;
     }
     w.watch = &to;
@@ -83,11 +82,8 @@ bool IoWatch::move_waiter(IoWaiter& w, IoWatch& to) noexcept {
 
 void IoWatch::close() noexcept {
     if (waiter_ != nullptr) detach(*waiter_);
-    if (ev_ == nullptr) return;
-    event_del(ev_);
-    // Freed after the pass: close() may run inside this event's callback.
-    core_->dead_events.push_back(ev_);
-    ev_ = nullptr;
+    // Freed once not running: close() may run inside this watch's callback.
+    ev_.reset();
     added_ = false;
 }
 

@@ -1,12 +1,11 @@
-// ChannelMap and loop(): one libevent base per map, one pass per loop()
-// iteration, handlers called straight from the event callbacks.
+// ChannelMap and loop(): one reactor per map, one pass per loop()
+// iteration, handlers called straight from the watch callbacks.
 
 #include <asyncore/dispatcher.hpp>
 #include <asyncore/error.hpp>
 #include <asyncore/loop.hpp>
 
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <poll.h>
@@ -24,82 +23,47 @@ namespace asyncore {
 namespace detail {
 namespace {
 
-// Read and write interest are separate events, so each callback knows its
-// one event type: no poll-flag translation on the per-message path.
-void on_read(evutil_socket_t fd, short, void* arg) {
+bool is_regular_file(int fd) noexcept {
+    struct stat st {};
+    return ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+// Read and write interest are separate watches, so each callback knows its
+// one direction: no poll-flag translation on the per-message path.
+void on_read(int fd, short, void* arg) {
     static_cast<MapCore*>(arg)->dispatch_io(fd, true);
 }
 
-void on_write(evutil_socket_t fd, short, void* arg) {
+void on_write(int fd, short, void* arg) {
     static_cast<MapCore*>(arg)->dispatch_io(fd, false);
 }
 
-void on_wake(evutil_socket_t fd, short, void* arg) {
-    std::uint64_t n;
-    while (::read(fd, &n, sizeof n) > 0) {
-    }
+void on_wake(void* arg) {
     static_cast<MapCore*>(arg)->run_posted();
 }
 
-void on_urgent(evutil_socket_t, short, void* arg) {
-    static_cast<MapCore*>(arg)->drain_urgent();
+void on_urgent(std::uint64_t token, void* arg) {
+    static_cast<MapCore*>(arg)->urgent(token);
 }
 
 // The pass timer only ends a pass's wait; it has no work of its own.
-void on_pass_timeout(evutil_socket_t, short, void*) {}
-
-// Python ignores SIGPIPE at start-up; a library must not change a process
-// disposition the program did not ask it to. Every write of ours avoids the
-// signal instead (MSG_NOSIGNAL on sockets, TLS included; detail/no_sigpipe
-// for pipes), so a gone peer is EPIPE, a handle_close(), whatever SIGPIPE's
-// disposition.
-event_base* new_base() {
-    event_config* cfg = event_config_new();
-    // Only epoll delivers O(active) waits; refuse the O(n) backends.
-    event_config_avoid_method(cfg, "select");
-    event_config_avoid_method(cfg, "poll");
-    event_base* b = event_base_new_with_config(cfg);
-    event_config_free(cfg);
-    if (b == nullptr) throw_errno(errno ? errno : ENOMEM, "event_base_new");
-    return b;
-}
+void on_pass_timeout(int, short, void*) {}
 
 }  // namespace
 
-MapCore::MapCore(ChannelMap& o) : owner(o), base(new_base()) {
-    wake_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    urgent_fd = ::epoll_create1(EPOLL_CLOEXEC);
-    if (wake_fd < 0 || urgent_fd < 0) {
-        int err = errno;
-        if (wake_fd >= 0) ::close(wake_fd);
-        if (urgent_fd >= 0) ::close(urgent_fd);
-        event_base_free(base);
-        throw_errno(err, "ChannelMap");
-    }
-    wake_ev = event_new(base, wake_fd, EV_READ | EV_PERSIST, on_wake, this);
-    urgent_ev = event_new(base, urgent_fd, EV_READ | EV_PERSIST, on_urgent, this);
-    pass_timer = evtimer_new(base, on_pass_timeout, this);
-    event_add(wake_ev, nullptr);
-    event_add(urgent_ev, nullptr);
+MapCore::MapCore(ChannelMap& o) : owner(o) {
+    reactor.set_wake(on_wake, this);
+    reactor.set_urgent(on_urgent, this);
+    pass_timer = reactor.timer(on_pass_timeout, this);
 }
 
+// What a higher layer or a timer may still reach goes first, while the
+// channels and the reactor exist; the members follow, the reactor last.
 MapCore::~MapCore() {
     tasks.reset();
     idle.reset();
     signals.reset();
     drop_timers();
-    for (Slot& s : slots) {
-        if (s.read_ev) event_free(s.read_ev);
-        if (s.write_ev) event_free(s.write_ev);
-    }
-    for (event* ev : dead_events)
-        event_free(ev);
-    event_free(wake_ev);
-    event_free(urgent_ev);
-    event_free(pass_timer);
-    ::close(wake_fd);
-    ::close(urgent_fd);
-    event_base_free(base);
 }
 
 // -- Channels -----------------------------------------------------------------
@@ -110,22 +74,18 @@ void MapCore::add(Dispatcher& d, int fd) {
     Slot& s = slots[fd];
     if (s.channel == &d) return;
     if (s.channel != nullptr) remove(fd);
+    Watch read = reactor.io(fd, watch_read, on_read, this);
+    Watch write = reactor.io(fd, watch_write, on_write, this);
     s.channel = &d;
     s.generation++;
-    s.read_ev = event_new(base, fd, EV_READ | EV_PERSIST, on_read, this);
-    s.write_ev = event_new(base, fd, EV_WRITE | EV_PERSIST, on_write, this);
-    if (s.read_ev == nullptr || s.write_ev == nullptr) {
-        remove(fd);
-        throw_errno(ENOMEM, "add_channel");
-    }
+    s.read = std::move(read);
+    s.write = std::move(write);
+    s.always_ready = !d.is_socket_ && is_regular_file(fd);
+    if (s.always_ready) always_ready.push_back(fd);
     ++channel_count;
     if (d.idle_) idle_timers().start(*d.idle_);
     if (d.is_socket_) {
-        epoll_event ev{};
-        ev.events = EPOLLPRI | EPOLLET;
-        ev.data.u64 = (static_cast<std::uint64_t>(s.generation) << 32) | static_cast<unsigned>(fd);
-        // A failure only costs urgent-data notification for this channel.
-        (void)::epoll_ctl(urgent_fd, EPOLL_CTL_ADD, fd, &ev);
+        reactor.watch_urgent(fd, (std::uint64_t{s.generation} << 32) | static_cast<unsigned>(fd));
     }
     mark_dirty(fd);
 }
@@ -134,15 +94,15 @@ void MapCore::remove(int fd) noexcept {
     if (fd < 0 || static_cast<std::size_t>(fd) >= slots.size()) return;
     Slot& s = slots[fd];
     if (s.channel == nullptr) return;
-    if (s.channel->is_socket_) (void)::epoll_ctl(urgent_fd, EPOLL_CTL_DEL, fd, nullptr);
+    if (s.channel->is_socket_) reactor.unwatch_urgent(fd);
     if (s.channel->idle_) idle->stop(*s.channel->idle_);
-    // event_del() also drops an activation already queued for this pass:
-    // that is what keeps a closed channel from seeing another callback.
-    for (event** ev : {&s.read_ev, &s.write_ev}) {
-        if (*ev == nullptr) continue;
-        event_del(*ev);
-        dead_events.push_back(*ev);
-        *ev = nullptr;
+    // Dropping a watch also drops an activation already queued for this
+    // pass: that is what keeps a closed channel from seeing another callback.
+    s.read.reset();
+    s.write.reset();
+    if (s.always_ready) {
+        std::erase(always_ready, fd);
+        s.always_ready = false;
     }
     s.channel = nullptr;
     s.want_read = s.want_write = false;
@@ -200,14 +160,19 @@ void route_error(MapCore& core, Dispatcher& d, std::exception_ptr error) noexcep
     }
 }
 
-// Adds or removes one of a slot's events. A descriptor epoll refuses (a
-// regular file gives EPERM) is the channel's error, not a silent log line.
-bool set_interest(MapCore& core, Slot& s, event* ev, bool& state, bool on) {
+// Starts or stops one of a slot's watches. A descriptor the backend refuses
+// (epoll gives EPERM for a regular file) is the channel's error, not a
+// silent log line.
+bool set_interest(MapCore& core, Slot& s, Watch& w, bool& state, bool on) {
     state = on;
     ++core.stats.interest_changes;
-    errno = 0;
-    if ((on ? event_add(ev, nullptr) : event_del(ev)) == 0) return true;
-    int err = errno != 0 ? errno : EPERM;
+    if (s.always_ready) return true;  // the pass activates it itself
+    if (!on) {
+        w.stop();
+        return true;
+    }
+    if (w.start()) return true;
+    int err = errno;
     state = false;
     route_error(core, *s.channel,
                 std::make_exception_ptr(
@@ -240,7 +205,7 @@ void MapCore::update_interest(Slot& s) {
     // socket readable again: queue the read callback for this pass ourselves
     // (libevent then polls without waiting), or the data would sit there
     // until the peer happens to send more.
-    if (run_read) event_active(slots[fd].read_ev, EV_READ, 0);
+    if (run_read) slots[fd].read.activate(watch_read);
 }
 
 // Registers the interest readable()/writable() gave, if `d` is still the
@@ -249,11 +214,10 @@ void MapCore::update_interest(Slot& s) {
 bool MapCore::apply_interest(int fd, Dispatcher& d, bool want_read, bool want_write) {
     if (find(fd) != &d) return false;
     Slot& s = slots[fd];
-    if (want_read != s.want_read && !set_interest(*this, s, s.read_ev, s.want_read, want_read)) {
+    if (want_read != s.want_read && !set_interest(*this, s, s.read, s.want_read, want_read)) {
         return false;
     }
-    return want_write == s.want_write ||
-           set_interest(*this, s, s.write_ev, s.want_write, want_write);
+    return want_write == s.want_write || set_interest(*this, s, s.write, s.want_write, want_write);
 }
 
 // -- Dispatch -----------------------------------------------------------------
@@ -348,23 +312,20 @@ void MapCore::settle(int fd, Dispatcher* d) noexcept {
     apply_interest(fd, *d, want_read, want_write);
 }
 
-void MapCore::drain_urgent() noexcept {
-    epoll_event events[64];
-    int n = ::epoll_wait(urgent_fd, events, 64, 0);
-    for (int i = 0; i < n; ++i) {
-        if (!(events[i].events & EPOLLPRI)) continue;
-        int fd = static_cast<int>(events[i].data.u64 & 0xffffffffu);
-        auto generation = static_cast<std::uint32_t>(events[i].data.u64 >> 32);
-        if (find(fd) == nullptr || slots[fd].generation != generation) continue;
-        // As asyncore, urgent data is reported only to channels being polled.
-        if (!slots[fd].want_read && !slots[fd].want_write) continue;
-        dispatch(fd, POLLPRI);
-    }
+// `token` is the descriptor and the slot generation it was added with: a
+// report for a socket since replaced on the same descriptor is dropped.
+void MapCore::urgent(std::uint64_t token) noexcept {
+    int fd = static_cast<int>(token & 0xffffffffu);
+    auto generation = static_cast<std::uint32_t>(token >> 32);
+    if (find(fd) == nullptr || slots[fd].generation != generation) return;
+    // As asyncore, urgent data is reported only to channels being polled.
+    if (!slots[fd].want_read && !slots[fd].want_write) return;
+    dispatch(fd, POLLPRI);
 }
 
 void MapCore::request_exit(std::exception_ptr e) noexcept {
     if (!exit_request) exit_request = std::move(e);
-    event_base_loopbreak(base);
+    reactor.break_pass();
 }
 
 // asyncore calls readable() and writable() outside any try: under
@@ -411,24 +372,31 @@ void MapCore::run_posted() noexcept {
 void MapCore::run_pass(Duration timeout, bool bounded) {
     // A busy loop's passes mostly have nothing queued: test before calling.
     if (poll_all || !dirty.empty()) refresh_interest();
+    if (!always_ready.empty()) ready_always_ready();
     ++stats.passes;
-    // EVLOOP_ONCE makes this one pass: each ready event's callback runs
-    // once and event_base_loop() returns. EVLOOP_NONBLOCK alone would go on
-    // polling while anything is ready, and a channel that stays writable
-    // would keep a zero-timeout pass from ever returning.
-    int flags = EVLOOP_ONCE;
+    bool poll = false;
     if (timeout <= Duration::zero()) {
-        flags |= EVLOOP_NONBLOCK;
+        poll = true;
     } else if (bounded || poll_all || !dirty.empty()) {
         arm_pass_timer(timeout);
     } else if (!has_work()) {
         // The interest checks closed the last channel: nothing would end
         // an unbounded wait.
-        flags |= EVLOOP_NONBLOCK;
+        poll = true;
     }
-    event_base_loop(base, flags);
-    if (!graveyard.empty() || !dead_events.empty()) flush_graveyard();
+    reactor.run_pass(poll);
+    if (!graveyard.empty()) flush_graveyard();
     if (exit_request) std::rethrow_exception(std::exchange(exit_request, nullptr));
+}
+
+// An activated watch makes the pass poll instead of waiting: a regular file
+// that is wanted keeps the loop busy, exactly as select() does in asyncore.
+void MapCore::ready_always_ready() noexcept {
+    for (int fd : always_ready) {
+        Slot& s = slots[fd];
+        if (s.want_read) s.read.activate(watch_read);
+        if (s.want_write) s.write.activate(watch_write);
+    }
 }
 
 // The pass timer is re-armed only when it would end this wait too late, so a
@@ -436,9 +404,8 @@ void MapCore::run_pass(Duration timeout, bool bounded) {
 void MapCore::arm_pass_timer(Duration timeout) {
     auto now = std::chrono::steady_clock::now();
     auto deadline = now + std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout);
-    if (!evtimer_pending(pass_timer, nullptr) || deadline < pass_deadline) {
-        timeval tv = to_timeval(timeout);
-        evtimer_add(pass_timer, &tv);
+    if (!pass_timer.pending() || deadline < pass_deadline) {
+        pass_timer.start(to_micros(timeout));
         pass_deadline = deadline;
     }
 }
@@ -476,9 +443,6 @@ void MapCore::flush_graveyard() noexcept {
         graveyard.clear();
         batch.clear();
     }
-    for (event* ev : dead_events)
-        event_free(ev);
-    dead_events.clear();
 }
 
 }  // namespace detail
@@ -531,6 +495,10 @@ bool ChannelMap::poll_all() const noexcept {
     return core_->poll_all;
 }
 
+std::string_view ChannelMap::backend() const noexcept {
+    return core_->reactor.backend();
+}
+
 void ChannelMap::set_error_policy(ErrorPolicy policy) noexcept {
     core_->error_policy = policy;
 }
@@ -552,10 +520,7 @@ void ChannelMap::post(std::function<void()> fn) {
         core_->posted_count.fetch_add(1, std::memory_order_acq_rel);
     }
     // One wake-up per batch: later posts find the queue non-empty.
-    if (was_empty) {
-        std::uint64_t one = 1;
-        (void)!::write(core_->wake_fd, &one, sizeof one);
-    }
+    if (was_empty) core_->reactor.wake();
 }
 
 const LoopStats& ChannelMap::stats() const noexcept {

@@ -147,12 +147,9 @@ void MapSignals::claim_slot() {
         }
         drain(s.read_fd);
         s.pending.store(0, std::memory_order_release);
-        wake_ev_ = event_new(core_.base, s.read_fd, EV_READ | EV_PERSIST, on_wake, this);
-        if (wake_ev_ == nullptr || event_add(wake_ev_, nullptr) != 0) {
-            if (wake_ev_ != nullptr) event_free(wake_ev_);
-            wake_ev_ = nullptr;
-            throw std::bad_alloc();
-        }
+        Watch w = core_.reactor.io(s.read_fd, watch_read, on_wake, this);
+        if (!w.start()) throw_errno(errno, "on_signal: watch");
+        wake_watch_ = std::move(w);
         s.taken = true;
         slot_ = static_cast<int>(i);
         return;
@@ -162,9 +159,7 @@ void MapSignals::claim_slot() {
 
 void MapSignals::release_slot() noexcept {
     if (slot_ < 0) return;
-    event_del(wake_ev_);
-    core_.dead_events.push_back(wake_ev_);  // may run inside this event's callback
-    wake_ev_ = nullptr;
+    wake_watch_.reset();  // freed once not running: this may be its callback
     Registry& r = registry();
     std::lock_guard lock(r.mutex);
     r.slots[static_cast<std::size_t>(slot_)].taken = false;
@@ -215,7 +210,7 @@ void MapSignals::cancel(SignalSubscription& sub) noexcept {
     if (watches_.empty()) release_slot();
 }
 
-void MapSignals::on_wake(evutil_socket_t fd, short, void* arg) {
+void MapSignals::on_wake(int fd, short, void* arg) {
     drain(fd);
     static_cast<MapSignals*>(arg)->dispatch();
 }

@@ -66,7 +66,7 @@ void resume_in(std::coroutine_handle<> h, TaskCore* t) noexcept {
     current = saved;
 }
 
-void on_ready(evutil_socket_t, short, void* arg) {
+void on_ready(int, short, void* arg) {
     static_cast<Scheduler*>(arg)->drain();
 }
 
@@ -86,8 +86,7 @@ bool is_cancelled(std::exception_ptr e) {
 
 Scheduler::Scheduler(MapCore& c) : core(c), post_link(std::make_shared<PostLink>()) {
     post_link->map = &c.owner;
-    ready_ev = event_new(core.base, -1, 0, on_ready, this);
-    if (ready_ev == nullptr) throw std::bad_alloc();
+    ready_watch = core.reactor.user(on_ready, this);
 }
 
 // A task that catches Cancelled and waits again is cancelled again; after a
@@ -104,7 +103,6 @@ Scheduler::~Scheduler() {
         std::lock_guard lock(post_link->mutex);
         post_link->map = nullptr;
     }
-    event_free(ready_ev);
 }
 
 void Scheduler::cancel_all() noexcept {
@@ -118,7 +116,7 @@ void Scheduler::cancel_all() noexcept {
 }
 
 void Scheduler::push(std::coroutine_handle<> h, TaskCore* t) {
-    if (ready.empty() && !closing) event_active(ready_ev, EV_READ, 1);
+    if (ready.empty() && !closing) ready_watch.activate(watch_read);
     ready.emplace_back(h, t);
 }
 
@@ -130,8 +128,8 @@ void Scheduler::drain() noexcept {
     if (!ready.empty() && !closing) {
         // More work was queued: end this pass so that dispatchers' interest
         // is refreshed before it runs; the event stays active for the next.
-        event_active(ready_ev, EV_READ, 1);
-        event_base_loopbreak(core.base);
+        ready_watch.activate(watch_read);
+        core.reactor.break_pass();
     }
 }
 
@@ -149,7 +147,7 @@ void Scheduler::unlink(TaskCore& t) noexcept {
     t.prev_ = t.next_ = nullptr;
 }
 
-void Scheduler::on_timer(evutil_socket_t, short, void* arg) {
+void Scheduler::on_timer(int, short, void* arg) {
     auto* t = static_cast<TaskCore*>(arg);
     t->timer_armed_ = false;
     Wait* w = t->wait_;
@@ -232,18 +230,14 @@ void TaskCore::suspend(Wait& w, std::coroutine_handle<> h, Timeout timeout) {
     w.outcome = errc{};
     wait_ = &w;
     if (!timeout) return;
-    if (timer_ == nullptr) {
-        timer_ = evtimer_new(core_of(*map_).base, Scheduler::on_timer, this);
-        if (timer_ == nullptr) throw std::bad_alloc();
-    }
-    timeval tv = to_timeval(*timeout);
-    evtimer_add(static_cast<event*>(timer_), &tv);
+    if (!timer_) timer_ = core_of(*map_).reactor.timer(Scheduler::on_timer, this);
+    timer_.start(to_micros(*timeout));
     timer_armed_ = true;
 }
 
 void TaskCore::disarm() noexcept {
     if (!timer_armed_) return;
-    evtimer_del(static_cast<event*>(timer_));
+    timer_.stop();
     timer_armed_ = false;
 }
 
@@ -397,11 +391,8 @@ void PromiseBase::finish_task() noexcept {
     Scheduler& s = core_.sched();
     s.unlink(core_);
     if (!core_.daemon_) --s.core.live_tasks;
-    if (core_.timer_ != nullptr) {
-        core_.disarm();
-        s.core.dead_events.push_back(static_cast<event*>(core_.timer_));
-        core_.timer_ = nullptr;
-    }
+    core_.disarm();
+    core_.timer_.reset();
     while (Wait* w = core_.joiners_.pop_front())
         w->task->complete(*w);
     if (core_.monitors_.empty()) return;

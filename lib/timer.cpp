@@ -1,4 +1,4 @@
-// call_later(): timers on the map's libevent base (a min-heap), with
+// call_later(): timers on the map's reactor (libevent's min-heap), with
 // python-astm's cancel/reset/delay contract.
 
 #include <asyncore/loop.hpp>
@@ -11,7 +11,7 @@ namespace asyncore {
 namespace detail {
 namespace {
 
-void on_timer(evutil_socket_t, short, void* arg) {
+void on_timer(int, short, void* arg) {
     auto* t = static_cast<Timer*>(arg);
     // The map's reference is dropped before the call so that a timer that
     // reschedules itself from fn() sees a consistent state; `keep` holds the
@@ -45,8 +45,7 @@ TimerHandle MapCore::schedule(Duration delay, std::function<void()> fn, bool kee
     t->fn = std::move(fn);
     t->delay = delay;
     t->keeps_loop = keeps_loop;
-    t->ev = evtimer_new(base, on_timer, t.get());
-    if (t->ev == nullptr) throw std::bad_alloc();
+    t->watch = reactor.timer(on_timer, t.get());
     timers.insert(t.get());
     t->self = t;
     if (keeps_loop) ++pending_timers;
@@ -55,34 +54,31 @@ TimerHandle MapCore::schedule(Duration delay, std::function<void()> fn, bool kee
 }
 
 void MapCore::arm(Timer& t) {
-    timeval tv = to_timeval(t.delay);
-    evtimer_add(t.ev, &tv);
+    t.watch.start(to_micros(t.delay));
 }
 
 void MapCore::cancel(Timer& t) noexcept {
-    evtimer_del(t.ev);
+    t.watch.stop();
     t.done = true;
     t.fn = nullptr;
     if (t.keeps_loop) --pending_timers;
     t.self.reset();  // may destroy t if no handle is left
 }
 
-// The event belongs to the timer for its whole life, even after it ran, so
-// that reset() after the call ran is a clean error rather than a dangling event.
+// The watch belongs to the timer for its whole life, even after it ran, so
+// that reset() after the call ran is a clean error rather than a dangling one.
 Timer::~Timer() {
-    if (core != nullptr) {
-        core->timers.erase(this);
-        event_free(ev);
-    }
+    if (core != nullptr) core->timers.erase(this);
 }
 
 void MapCore::drop_timers() noexcept {
-    auto all = std::move(timers);
+    // Copied out first: a Timer whose last handle goes here leaves the set.
+    std::vector<Timer*> all(timers.begin(), timers.end());
     timers.clear();
     std::vector<std::shared_ptr<Timer>> keep;
+    keep.reserve(all.size());
     for (Timer* t : all) {
-        event_free(t->ev);
-        t->ev = nullptr;
+        t->watch.reset();
         t->core = nullptr;
         t->done = true;
         if (t->self) keep.push_back(std::move(t->self));

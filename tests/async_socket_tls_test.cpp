@@ -143,7 +143,7 @@ std::pair<AsyncSocket, AsyncSocket> tls_pair(ChannelMap& map) {
 }
 
 int added_events(ChannelMap& map) {
-    return event_base_get_num_events(detail::core_of(map).base, EVENT_BASE_COUNT_ADDED);
+    return static_cast<int>(detail::core_of(map).reactor.started_watches());
 }
 
 /// A Dispatcher-layer TLS echo server, for the mixed-layer test.

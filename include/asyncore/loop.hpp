@@ -15,6 +15,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <string_view>
 #include <vector>
 
 #include <asyncore/signals.hpp>
@@ -128,6 +129,13 @@ class ChannelMap {
     /// readable()/writable() depend on state changed from outside.
     void set_poll_all(bool on) noexcept;
     bool poll_all() const noexcept;
+
+    /// libevent's backend this map runs on: "epoll" (Linux), "kqueue" (the
+    /// BSDs, macOS), "poll" or "select" (any system; chosen when libevent's
+    /// EVENT_NOEPOLL / EVENT_NOKQUEUE environment variables rule the others
+    /// out). Every feature works on each but urgent data, which needs epoll
+    /// (Dispatcher::handle_expt()).
+    std::string_view backend() const noexcept;
 
     /// See ErrorPolicy; the default is ErrorPolicy::log_and_close.
     void set_error_policy(ErrorPolicy policy) noexcept;

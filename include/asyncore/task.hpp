@@ -67,6 +67,7 @@
 #include <utility>
 #include <vector>
 
+#include <asyncore/detail/watch.hpp>
 #include <asyncore/error.hpp>
 #include <asyncore/loop.hpp>
 #include <asyncore/ring_queue.hpp>
@@ -208,7 +209,7 @@ class TaskCore {
     Scheduler* sched_ = nullptr;
     PromiseBase* root_ = nullptr;
     Wait* wait_ = nullptr;
-    void* timer_ = nullptr;  ///< libevent timer, created on first use (lib/task.cpp)
+    Watch timer_;  ///< the wait's timeout, created on first use
     std::unique_ptr<MailboxBase> mailbox_;
     WaitList joiners_;
     std::vector<std::function<void(const TaskRef&, std::exception_ptr)>> monitors_;

@@ -22,7 +22,7 @@
 #include <cstdint>
 #include <vector>
 
-#include <event2/event.h>
+#include <asyncore/detail/watch.hpp>
 
 namespace asyncore::detail {
 
@@ -66,7 +66,7 @@ class IdleTimers {
     std::size_t size() const noexcept { return heap_.size(); }
 
   private:
-    static void on_timer(evutil_socket_t, short, void* arg);
+    static void on_timer(int, short, void* arg);
     void check(IdleEntry& e, IdleClock::time_point now) noexcept;
     void expire() noexcept;
     void arm() noexcept;
@@ -79,8 +79,7 @@ class IdleTimers {
         e->index = i;
     }
 
-    MapCore& core_;
-    event* timer_ = nullptr;
+    Watch timer_;
     std::vector<IdleEntry*> heap_;
     /// The deadline the timer is armed for (max when disarmed).
     IdleClock::time_point armed_for_ = IdleClock::time_point::max();

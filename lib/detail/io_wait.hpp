@@ -3,7 +3,7 @@
 // TLS build on it.
 //
 // Operations try their system call first and come here only on EAGAIN. An
-// IoWatch is one persistent libevent event for one direction of one
+// IoWatch is one persistent reactor watch for one direction of one
 // descriptor. It stays added after a wait completes, so a task that reads,
 // answers and reads again costs no epoll_ctl per message; if it fires while
 // nobody waits it is deleted then (level-triggered epoll would otherwise
@@ -13,7 +13,7 @@
 
 #include <coroutine>
 
-#include <event2/event.h>
+#include <asyncore/detail/watch.hpp>
 
 #include <asyncore/task.hpp>
 
@@ -28,7 +28,7 @@ class IoWatch {
     IoWatch& operator=(const IoWatch&) = delete;
     ~IoWatch() { close(); }
 
-    /// Binds the watch to `fd` and direction EV_READ or EV_WRITE. The event
+    /// Binds the watch to `fd` and direction watch_read or watch_write. The watch
     /// is created on `map` at the first wait.
     void bind(int fd, short what) noexcept {
         fd_ = fd;
@@ -51,11 +51,11 @@ class IoWatch {
     static void detach(Wait& w) noexcept;
 
   private:
-    static void on_ready(evutil_socket_t, short, void* arg);
+    static void on_ready(int, short, void* arg);
     void ensure_event(TaskCore& t);
 
     MapCore* core_ = nullptr;
-    event* ev_ = nullptr;
+    Watch ev_;
     IoWaiter* waiter_ = nullptr;
     int fd_ = -1;
     short what_ = 0;

@@ -1,6 +1,7 @@
-// The inside of a ChannelMap: the libevent base, the fd -> channel slots,
-// the dirty list that keeps each pass O(active), timers and the wake-up.
-// Private to lib/: public headers never see libevent.
+// The inside of a ChannelMap: the reactor, the fd -> channel slots, the
+// dirty list that keeps each pass O(active), timers and posted functions.
+// Private to lib/: public headers never see it, and it never sees libevent
+// (lib/detail/reactor.hpp does).
 #pragma once
 
 #include <atomic>
@@ -14,11 +15,10 @@
 #include <unordered_set>
 #include <vector>
 
-#include <event2/event.h>
-
 #include <asyncore/loop.hpp>
 
 #include "idle_timers.hpp"
+#include "reactor.hpp"
 
 namespace asyncore {
 class Dispatcher;
@@ -28,17 +28,21 @@ namespace asyncore::detail {
 
 class MapSignals;
 
-/// One watched descriptor: the channel and its two persistent libevent
-/// events. Read and write interest are separate events so that turning
-/// write interest on after a short write is a single epoll_ctl.
+/// One watched descriptor: the channel and its two persistent watches. Read
+/// and write interest are separate watches so that turning write interest
+/// on after a short write is a single epoll_ctl.
 struct Slot {
     Dispatcher* channel = nullptr;
-    event* read_ev = nullptr;
-    event* write_ev = nullptr;
+    Watch read;
+    Watch write;
     std::uint32_t generation = 0;  ///< bumped on every add, to spot stale urgent events
-    bool want_read = false;        ///< read_ev is added
-    bool want_write = false;       ///< write_ev is added
+    bool want_read = false;        ///< `read` is started
+    bool want_write = false;       ///< `write` is started
     bool dirty = false;            ///< queued for an interest check
+    /// A regular file: select and poll report it always ready and epoll
+    /// refuses it, so the loop never asks the reactor and runs the wanted
+    /// handlers every pass itself (asyncore's behaviour on every backend).
+    bool always_ready = false;
 };
 
 /// A dispatcher's idle countdown (Dispatcher::set_idle_timeout).
@@ -50,7 +54,7 @@ struct ChannelIdle : IdleEntry {
 /// `self`; handles share ownership.
 struct Timer {
     MapCore* core = nullptr;
-    event* ev = nullptr;
+    Watch watch;
     std::function<void()> fn;
     Duration delay{};
     bool done = false;       ///< ran or cancelled
@@ -88,18 +92,21 @@ struct MapCore {
     /// count passes false: then only poll_all mode, or channels still waiting
     /// for an interest check, need the timer.
     void run_pass(Duration timeout, bool bounded);
+    /// Activates the watches of the always-ready slots that want events.
+    void ready_always_ready() noexcept;
     void arm_pass_timer(Duration timeout);
     void refresh_interest();
     void update_interest(Slot& s);
     bool apply_interest(int fd, Dispatcher& d, bool want_read, bool want_write);
     void dispatch(int fd, int poll_flags) noexcept;
+    /// Urgent data on the socket the reactor knows by `token`.
+    void urgent(std::uint64_t token) noexcept;
     /// One readiness event of a read or write event: handle_read_event() or
     /// handle_write_event() with asyncore's error routing. Inlined into the
     /// two libevent callbacks: it is the per-message path.
     [[gnu::always_inline]] inline void dispatch_io(int fd, bool read_ready) noexcept;
     /// After `d`'s handler ran: checks its interest at once (see loop.cpp).
     void settle(int fd, Dispatcher* d) noexcept;
-    void drain_urgent() noexcept;
     void run_posted() noexcept;
     /// Runs `fn`, routing exceptions: ExitNow (and under
     /// ErrorPolicy::propagate anything) is kept to be rethrown by
@@ -134,19 +141,20 @@ struct MapCore {
                posted_count.load(std::memory_order_acquire) > 0;
     }
 
+    // First: destroyed last, after every watch of the members below.
+    Reactor reactor;
     ChannelMap& owner;
-    event_base* base = nullptr;
     std::vector<Slot> slots;
     std::size_t channel_count = 0;
     std::vector<int> dirty;
-    int dispatching = -1;  ///< the fd whose read or write handler is running
+    std::vector<int> always_ready;  ///< descriptors of always-ready slots
+    int dispatching = -1;           ///< the fd whose read or write handler is running
     bool poll_all = false;
     ErrorPolicy error_policy = ErrorPolicy::log_and_close;
     LoopStats stats;
 
     std::unordered_map<Dispatcher*, std::unique_ptr<Dispatcher>> owned;
     std::vector<std::unique_ptr<Dispatcher>> graveyard;
-    std::vector<event*> dead_events;  ///< freed after the pass, never inside a callback
 
     std::size_t pending_timers = 0;
     std::unordered_set<Timer*> timers;  ///< every live Timer, so the map can outlive none
@@ -170,26 +178,18 @@ struct MapCore {
     std::mutex post_mutex;
     std::vector<std::function<void()>> posted;
     std::atomic<std::size_t> posted_count{0};
-    int wake_fd = -1;
-    event* wake_ev = nullptr;
 
-    /// Urgent (out-of-band) data: libevent 2.1 cannot watch EPOLLPRI, so
-    /// sockets are also registered, edge-triggered, in a second epoll set
-    /// whose descriptor libevent watches for reading.
-    int urgent_fd = -1;
-    event* urgent_ev = nullptr;
-
-    event* pass_timer = nullptr;
+    Watch pass_timer;
     std::chrono::steady_clock::time_point pass_deadline{};
 
     std::exception_ptr exit_request;  ///< an ExitNow caught in a callback, rethrown by run_pass()
 };
 
-/// A libevent timeout from a duration; negative durations are zero.
-inline timeval to_timeval(Duration d) noexcept {
-    auto usec = std::chrono::duration_cast<std::chrono::microseconds>(d).count();
-    if (usec < 0) usec = 0;
-    return timeval{static_cast<time_t>(usec / 1000000), static_cast<suseconds_t>(usec % 1000000)};
+/// A reactor delay from a duration, rounded up to the microsecond (a
+/// timer never fires before its time); negative durations are zero.
+inline std::chrono::microseconds to_micros(Duration d) noexcept {
+    auto us = std::chrono::ceil<std::chrono::microseconds>(d);
+    return us.count() < 0 ? std::chrono::microseconds::zero() : us;
 }
 
 /// The map a dispatcher or task belongs to, as the library sees it.

@@ -8,7 +8,7 @@
 #include <memory>
 #include <vector>
 
-#include <event2/event.h>
+#include <asyncore/detail/watch.hpp>
 
 namespace asyncore::detail {
 
@@ -34,14 +34,14 @@ class MapSignals {
     void cancel(SignalSubscription& s) noexcept;
 
   private:
-    static void on_wake(evutil_socket_t fd, short, void* arg);
+    static void on_wake(int fd, short, void* arg);
     void dispatch() noexcept;
     void claim_slot();
     void release_slot() noexcept;
 
     MapCore& core_;
     int slot_ = -1;
-    event* wake_ev_ = nullptr;
+    Watch wake_watch_;
     std::map<int, std::vector<std::shared_ptr<SignalSubscription>>> watches_;
 };
 

@@ -8,8 +8,7 @@
 #include <utility>
 #include <vector>
 
-#include <event2/event.h>
-
+#include <asyncore/detail/watch.hpp>
 #include <asyncore/task.hpp>
 
 #include "map_core.hpp"
@@ -38,10 +37,10 @@ struct Scheduler final : MapCore::Extension {
     void link(TaskCore& t) noexcept;
     void unlink(TaskCore& t) noexcept;
     /// Called with the task timer's event when it fires.
-    static void on_timer(evutil_socket_t, short, void* arg);
+    static void on_timer(int, short, void* arg);
 
     MapCore& core;
-    event* ready_ev = nullptr;
+    Watch ready_watch;  ///< activated while the ready queue has work
     using Entry = std::pair<std::coroutine_handle<>, TaskCore*>;
     std::vector<Entry> ready;
     std::vector<Entry> batch;

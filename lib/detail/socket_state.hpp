@@ -151,8 +151,8 @@ struct SocketState {
     }
 
     void bind_watches() noexcept {
-        read_watch.bind(sock.fd(), EV_READ);
-        write_watch.bind(sock.fd(), EV_WRITE);
+        read_watch.bind(sock.fd(), watch_read);
+        write_watch.bind(sock.fd(), watch_write);
     }
 
     // Ends a wait on this socket with EBADF, or TimeoutError when the idle
