@@ -5,7 +5,7 @@ namespace resp {
 Cluster::Cluster(std::size_t shards) {
     shards_.reserve(shards);
     for (std::size_t i = 0; i < shards; ++i)
-        shards_.push_back(std::make_unique<Shard>(i));
+        shards_.push_back(std::make_unique<Shard>(i, config_));
 }
 
 void Cluster::stop_all() {

@@ -8,6 +8,8 @@
 2. redis-cli, a real client, runs a few commands against resp_server.
 3. redis-benchmark completes its ping/set/get/incr/mset tests against
    resp_server, pipelined (-P 16) and not, with every request answered.
+4. CONFIG GET/SET timeout (redis' idle-client timeout): replies diffed
+   against redis-server.
 
 Usage: resp_smoke.py PATH/TO/resp_server [SERVER ARGS...]
 (e.g. --threads 2: the same checks against a sharded server).
@@ -366,6 +368,54 @@ def closing_steps():
     ]
 
 
+def config_timeout_steps():
+    """CONFIG GET/SET timeout, every error redis has for CONFIG SET; the
+    timeout is 0 again at the end (values this large close nothing here)."""
+    def config(*args):
+        return cmd("CONFIG", *args)
+    return [
+        ("config get timeout", [config("GET", "timeout"), config("get", "TIMEOUT"),
+                                config("GET", "time*"), config("GET", "timeout", "Timeout")]),
+        ("config set timeout", [config("SET", "timeout", "1000"), config("GET", "timeout"),
+                                config("set", "TIMEOUT", "2147483647"), config("GET", "timeout"),
+                                config("SET", "timeout", "0"), config("GET", "timeout")]),
+        ("config set timeout errors", [
+            config("SET", "timeout", "-1"), config("SET", "Timeout", "2147483648"),
+            config("SET", "timeout", "abc"), config("SET", "timeout", "1.5"),
+            config("SET", "timeout", "010"), config("SET", "timeout", " 1"),
+            config("SET", "timeout", "-0"), config("SET", "timeout", ""),
+            config("SET", "timeout", b"1\x00"),
+            config("SET", "timeout", "99999999999999999999"), config("GET", "timeout")]),
+        ("config set arguments", [
+            config("SET"), config("SET", "timeout"), config("SET", "timeout", "1", "x"),
+            config("SET", "nope", "1"), config("SET", b"time\x00out", "1"),
+            config("SET", "a\r\nb", "1"), config("SET", "DATABASES", "2"),
+            config("SET", "timeout", "5", "TIMEOUT", "6"),
+            config("SET", "nope", "1", "databases", "2"),
+            config("SET", "databases", "2", "nope", "1"),
+            config("SET", "timeout", "x", "databases", "1"),
+            config("SET", "timeout", "5", "nope", "1"),
+            config("SET", "timeout", "0", "timeout", "x"), config("GET", "timeout")]),
+    ]
+
+
+def config_differential(resp_addr, redis_path):
+    """CONFIG GET/SET timeout: replies identical to redis-server's."""
+    ours, theirs = Peer(resp_addr), Peer(redis_path)
+    failures = 0
+    for name, chunks in config_timeout_steps():
+        a, b = ours.step(chunks), theirs.step(chunks)
+        if a != b:
+            failures += 1
+            report(name, a, b)
+    ours.close()
+    theirs.close()
+    if failures:
+        fail("%d CONFIG timeout steps differ from redis-server" % failures)
+    print("config timeout: %d steps, replies identical to redis-server"
+          % len(config_timeout_steps()))
+
+
 def report(name, ours, theirs):
     at = next((i for i, (x, y) in enumerate(zip(ours, theirs)) if x != y),
               min(len(ours), len(theirs)))
@@ -508,6 +558,7 @@ def main():
         if shutil.which("redis-benchmark"):
             redis_benchmark(*addr, pipeline=16, requests=100000)
             redis_benchmark(*addr, pipeline=1, requests=10000)
+        config_differential(addr, redis_path)
     finally:
         watchdog.cancel()
         stop(redis, "redis-server")
