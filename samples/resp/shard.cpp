@@ -8,13 +8,17 @@ Cluster::Cluster(std::size_t shards) {
         shards_.push_back(std::make_unique<Shard>(i, config_));
 }
 
-void Cluster::stop_all() {
+void Cluster::post_to_all(std::function<void(Shard&)> fn) {
     for (auto& s : shards_) {
         Shard* shard = s.get();
-        shard->map.post([shard] {
-            if (shard->stop) shard->stop();
-        });
+        shard->map.post([shard, fn] { fn(*shard); });
     }
+}
+
+void Cluster::stop_all() {
+    post_to_all([](Shard& shard) {
+        if (shard.stop) shard.stop();
+    });
 }
 
 void RequestBatch::add(std::uint64_t seq, std::uint32_t part, Args argv) {

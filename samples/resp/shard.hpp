@@ -54,7 +54,10 @@ class Cluster {
     }
     /// The settings every shard's commands read and CONFIG SET changes.
     ServerConfig& config() noexcept { return config_; }
-    /// Asks every shard's loop to stop (a post to each). Safe from any thread.
+    /// Runs `fn` on every shard's thread, with that shard (a post to each).
+    /// Safe from any thread.
+    void post_to_all(std::function<void(Shard&)> fn);
+    /// Asks every shard's loop to stop. Safe from any thread.
     void stop_all();
 
   private:
