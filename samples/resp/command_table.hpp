@@ -8,12 +8,15 @@
 
 #include "commands.hpp"
 #include "keyspace.hpp"
+#include "server_config.hpp"
 
 namespace resp {
 
-/// One command being executed: its arguments, the keyspace, the reply buffer.
+/// One command being executed: its arguments, the keyspace, the server's
+/// settings, the reply buffer.
 struct Call {
     Keyspace& db;
+    ServerConfig& config;
     Args argv;
     std::string& out;
     std::string_view full_name;  ///< "get", "config|get": used in error texts

@@ -5,9 +5,11 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cctype>
 #include <cstring>
 #include <limits>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -126,44 +128,142 @@ void cmd_quit(Call& c) {
 
 // -- CONFIG
 
+// A parameter CONFIG GET reports. Most are fixed by how this server works
+// (one database, no persistence, redis' default limits), and CONFIG SET
+// refuses them as redis refuses an immutable parameter. A settable one is
+// an integer in ServerConfig, with the bounds redis gives it.
 struct ConfigParam {
-    std::string_view name, value;
+    std::string_view name;
+    std::string_view fixed_value = {};
+    std::atomic<std::int64_t> ServerConfig::*setting = nullptr;
+    std::int64_t min = 0, max = 0;
 };
 
-// The parameters clients ask about; values describe this server.
-constexpr std::array<ConfigParam, 5> config_params{{
-    {"save", ""},
-    {"appendonly", "no"},
-    {"databases", "1"},
-    {"maxmemory", "0"},
-    {"proto-max-bulk-len", "536870912"},
+constexpr std::array<ConfigParam, 6> config_params{{
+    {.name = "save", .fixed_value = ""},
+    {.name = "appendonly", .fixed_value = "no"},
+    {.name = "databases", .fixed_value = "1"},
+    {.name = "maxmemory", .fixed_value = "0"},
+    {.name = "proto-max-bulk-len", .fixed_value = "536870912"},
+    {.name = "timeout",
+     .setting = &ServerConfig::timeout,
+     .min = 0,
+     .max = std::numeric_limits<int>::max()},
 }};
 
+std::string config_value(const ConfigParam& p, const ServerConfig& config) {
+    if (!p.setting) return std::string(p.fixed_value);
+    return std::to_string((config.*p.setting).load());
+}
+
+// One parameter CONFIG GET reports, under the name the reply gives it.
+struct ConfigMatch {
+    std::string_view shown_name;
+    const ConfigParam* param;
+};
+
 // A name without glob characters is looked up (case-insensitively) and
-// echoed as the client typed it; a pattern reports the matching names.
-void config_get_one(std::string_view arg, std::vector<ConfigParam>& found) {
+// echoed as the client typed it; a pattern reports the matching names. A
+// parameter several arguments match is reported once.
+void config_get_one(std::string_view arg, std::vector<ConfigMatch>& found) {
     std::string pattern(arg);
     for (char& ch : pattern)
         ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
     bool glob = pattern.find_first_of("[*?") != std::string::npos;
     for (const ConfigParam& p : config_params) {
         if (glob ? !glob_match(pattern, p.name) : pattern != p.name) continue;
-        bool seen = std::any_of(found.begin(), found.end(), [&](const ConfigParam& f) {
-            return f.value.data() == p.value.data();
-        });
-        if (!seen) found.push_back({glob ? p.name : arg, p.value});
+        bool seen = std::any_of(found.begin(), found.end(),
+                                [&](const ConfigMatch& f) { return f.param == &p; });
+        if (!seen) found.push_back({glob ? p.name : arg, &p});
     }
 }
 
 void cmd_config_get(Call& c) {
-    std::vector<ConfigParam> found;
+    std::vector<ConfigMatch> found;
     for (std::size_t i = 2; i < c.argv.size(); ++i)
         config_get_one(c.argv[i], found);
     add_array(c.out, found.size() * 2);
-    for (const ConfigParam& p : found) {
-        add_bulk(c.out, p.name);
-        add_bulk(c.out, p.value);
+    for (const ConfigMatch& m : found) {
+        add_bulk(c.out, m.shown_name);
+        add_bulk(c.out, config_value(*m.param, c.config));
     }
+}
+
+const ConfigParam* find_config_param(std::string_view name) {
+    for (const ConfigParam& p : config_params) {
+        if (equals_lower(name, p.name)) return &p;
+    }
+    return nullptr;
+}
+
+void reply_config_unknown(Call& c, std::string_view name) {
+    std::string msg = "ERR Unknown option or number of arguments for CONFIG SET - '";
+    add_error(c.out, msg.append(c_string(name, std::string_view::npos)).append("'"));
+}
+
+void reply_config_failed(Call& c, std::string_view name, std::string_view why) {
+    std::string msg = "ERR CONFIG SET failed (possibly related to argument '";
+    msg.append(c_string(name, std::string_view::npos)).append("') - ").append(why);
+    add_error(c.out, msg);
+}
+
+// redis reads an integer parameter with string2ll, then checks its bounds.
+// On failure `why` says what is wrong, in redis' words.
+bool parse_config_value(const ConfigParam& p, std::string_view text, std::int64_t& value,
+                        std::string& why) {
+    if (!parse_int64(text, value)) {
+        why = "argument couldn't be parsed into an integer";
+        return false;
+    }
+    if (value < p.min || value > p.max) {
+        why = "argument must be between " + std::to_string(p.min) + " and " +
+              std::to_string(p.max) + " inclusive";
+        return false;
+    }
+    return true;
+}
+
+// The parameters CONFIG SET names, or an error reply and false. As in
+// redis, every name is checked before any value, and the first unknown,
+// immutable or repeated name is the error.
+bool config_set_params(Call& c, std::vector<const ConfigParam*>& params) {
+    for (std::size_t i = 2; i < c.argv.size(); i += 2) {
+        std::string_view name = c.argv[i];
+        const ConfigParam* p = find_config_param(name);
+        if (!p) {
+            reply_config_unknown(c, name);
+            return false;
+        }
+        if (!p->setting || std::find(params.begin(), params.end(), p) != params.end()) {
+            reply_config_failed(c, name,
+                                p->setting ? "duplicate parameter" : "can't set immutable config");
+            return false;
+        }
+        params.push_back(p);
+    }
+    return true;
+}
+
+// CONFIG SET name value [name value ...]: all of them or, on any error,
+// none. The settings hook runs only when a value actually changed, so that
+// setting the current timeout again does not restart idle countdowns.
+void cmd_config_set(Call& c) {
+    if (c.argv.size() % 2 != 0) return reply_syntax_error(c);
+    std::vector<const ConfigParam*> params;
+    if (!config_set_params(c, params)) return;
+    std::vector<std::int64_t> values(params.size());
+    for (std::size_t k = 0; k < params.size(); ++k) {
+        std::string why;
+        if (!parse_config_value(*params[k], c.argv[3 + 2 * k], values[k], why)) {
+            return reply_config_failed(c, params[k]->name, why);
+        }
+    }
+    bool changed = false;
+    for (std::size_t k = 0; k < params.size(); ++k) {
+        if ((c.config.*params[k]->setting).exchange(values[k]) != values[k]) changed = true;
+    }
+    if (changed && c.config.changed) c.config.changed();
+    add_ok(c.out);
 }
 
 void add_help(Call& c, std::initializer_list<std::string_view> lines) {
@@ -175,6 +275,7 @@ void add_help(Call& c, std::initializer_list<std::string_view> lines) {
 void cmd_config_help(Call& c) {
     add_help(c, {"CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:", "GET <pattern>",
                  "    Return parameters matching the glob-like <pattern> and their", "    values.",
+                 "SET <directive> <value>", "    Set the configuration <directive> to <value>.",
                  "HELP", "    Print this help."});
 }
 
@@ -295,6 +396,9 @@ constexpr CommandSpec config_subcommands[] = {
      "O(N) when N is the number of configuration parameters provided"},
     {"config|help", 2, cmd_config_help, "loading stale", 0, 0, 0, "@slow", "Show helpful text",
      "5.0.0", "server", "O(1)"},
+    {"config|set", -4, cmd_config_set, "admin noscript loading stale", 0, 0, 0,
+     "@admin @slow @dangerous", "Set configuration parameters to the given values", "2.0.0",
+     "server", "O(N) when N is the number of configuration parameters provided"},
 };
 
 constexpr CommandSpec command_subcommands[] = {
@@ -550,7 +654,7 @@ After Commands::execute(Args argv, std::string& out) {
 }
 
 After Commands::execute(const CommandSpec* spec, Args argv, std::string& out) {
-    Call c{db_, argv, out, {}};
+    Call c{db_, config_, argv, out, {}};
     if (!spec) {
         reply_unknown(c);
         return c.after;

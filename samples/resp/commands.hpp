@@ -6,6 +6,7 @@
 #include <string_view>
 
 #include "keyspace.hpp"
+#include "server_config.hpp"
 
 namespace resp {
 
@@ -17,12 +18,13 @@ struct CommandSpec;
 /// What the connection does once the reply is sent.
 enum class After { keep_open, close };
 
-/// Executes requests against one keyspace. Replies, error texts included,
-/// are byte-identical to redis-server 7.0's for the commands implemented;
-/// any other command gets redis' "unknown command" error.
+/// Executes requests against one keyspace, with the server's settings for
+/// CONFIG. Replies, error texts included, are byte-identical to
+/// redis-server 7.0's for the commands implemented; any other command gets
+/// redis' "unknown command" error.
 class Commands {
   public:
-    explicit Commands(Keyspace& db) : db_(db) {}
+    Commands(Keyspace& db, ServerConfig& config) : db_(db), config_(config) {}
     /// Runs `argv` (non-empty) and appends exactly one RESP2 reply to `out`.
     After execute(Args argv, std::string& out);
     /// execute() for a request already resolved: `spec` is resolve(argv).
@@ -34,6 +36,7 @@ class Commands {
 
   private:
     Keyspace& db_;
+    ServerConfig& config_;
 };
 
 }  // namespace resp

@@ -22,6 +22,24 @@ RespChannel::RespChannel(asyncore::Socket sock, Cluster& cluster, Shard& home)
     // Line lengths are checked after each read, as redis does, so that the
     // client gets redis' own error text rather than AsyncChat's limit error.
     set_max_input_buffer(0);
+    // A CONFIG SET on another thread that stores a new value after this
+    // read also posts set_timeout_of_all() to this thread, and that runs
+    // after this constructor: no connection misses a change.
+    set_timeout(cluster.config().timeout);
+}
+
+// The library's idle countdown counts read and write events, as redis'
+// last-interaction time counts reads and writes; its default
+// handle_idle_timeout() closes the connection and sends nothing.
+void RespChannel::set_timeout(std::int64_t seconds) {
+    if (seconds <= 0) return set_idle_timeout(std::nullopt);
+    set_idle_timeout(asyncore::Duration(static_cast<double>(seconds)));
+}
+
+void RespChannel::set_timeout_of_all(asyncore::ChannelMap& map, std::int64_t seconds) {
+    for (asyncore::Dispatcher* d : map.channels()) {
+        if (auto* channel = dynamic_cast<RespChannel*>(d)) channel->set_timeout(seconds);
+    }
 }
 
 void RespChannel::collect_incoming_data(std::string_view data) {

@@ -27,6 +27,11 @@ namespace resp {
 /// In a cluster of several shards (resp_server --threads N) a Router sends
 /// requests for other shards' keys to them; replies still go out in request
 /// order, and a closing connection closes once every reply is sent.
+///
+/// With the server's "timeout" setting on, a connection that neither sends
+/// nor takes any bytes for that many seconds is closed without a reply, as
+/// redis closes an idle client. redis spares clients in pub/sub mode and
+/// clients blocked in a command such as BLPOP; this server has neither.
 class RespChannel : public asyncore::AsyncChat {
   public:
     /// Serves the connection on `home`'s thread, its map and its keys; with
@@ -43,6 +48,9 @@ class RespChannel : public asyncore::AsyncChat {
     /// Replies from other shards (on this channel's thread): sends those now
     /// next in order.
     void replies_arrived(const ReplyBatch& replies);
+    /// Gives every RespChannel in `map` the idle timeout `seconds` (redis'
+    /// "timeout"; 0: none). Each one's countdown starts again from now.
+    static void set_timeout_of_all(asyncore::ChannelMap& map, std::int64_t seconds);
 
   private:
     enum class State {
@@ -67,6 +75,7 @@ class RespChannel : public asyncore::AsyncChat {
     void flush();
     void trim_buffers();
     std::string& reply_buffer();
+    void set_timeout(std::int64_t seconds);
 
     Commands& commands_;
     std::unique_ptr<Router> router_;  ///< null with one shard: every key is local

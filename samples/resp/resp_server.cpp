@@ -1,8 +1,11 @@
 // resp_server: a Redis-protocol (RESP2) key-value server on AsyncChat.
 //
-//   resp_server [--host HOST] [--port PORT] [--threads N]
+//   resp_server [--host HOST] [--port PORT] [--threads N] [--timeout SECONDS]
 //
 // Prints "listening on HOST:PORT" once ready (PORT 0 picks a free port).
+// --timeout is redis' "timeout": a client idle for that many seconds is
+// closed (default 0: never); CONFIG SET timeout changes it at run time, for
+// the connections already open too.
 // SIGINT or SIGTERM close every channel and the server exits 0. Signals
 // arrive through a signalfd watched by the loop, so no handler runs
 // asynchronously and no thread is hidden.
@@ -26,6 +29,7 @@
 #include <cstdio>
 #include <exception>
 #include <latch>
+#include <limits>
 #include <string>
 #include <thread>
 #include <vector>
@@ -47,20 +51,25 @@ struct Options {
     std::string host = "127.0.0.1";
     std::uint16_t port = 0;
     std::size_t threads = 1;
+    std::int64_t timeout = 0;  ///< seconds; 0: idle clients are never closed
 };
 
 // Far more than any machine this runs on has cores; a typo's guard.
 constexpr long max_threads = 256;
+// redis' bounds for "timeout", the same for CONFIG SET.
+constexpr long max_timeout = std::numeric_limits<int>::max();
 
 Options parse_options(int argc, char** argv) {
     sample::CommandLine cl(argc, argv,
-                           "usage: resp_server [--host HOST] [--port PORT] [--threads N]",
-                           {"host", "port", "threads"});
+                           "usage: resp_server [--host HOST] [--port PORT] [--threads N] "
+                           "[--timeout SECONDS]",
+                           {"host", "port", "threads", "timeout"});
     Options o;
     o.host = cl.get("host", o.host);
     o.port = static_cast<std::uint16_t>(cl.number("port", o.port, 0, 65535));
     o.threads = static_cast<std::size_t>(
         cl.number("threads", static_cast<long>(o.threads), 1, max_threads));
+    o.timeout = cl.number("timeout", 0, 0, max_timeout);
     return o;
 }
 
@@ -197,12 +206,27 @@ void shard_thread(const Options& o, std::uint16_t port, resp::Cluster& cluster, 
     if (!built) startup.built.count_down();
 }
 
+// The timeout setting, from the command line and from every later CONFIG
+// SET. A change reaches each thread's connections on that thread, the only
+// one that may touch them. Each post reads the value when it runs, so with
+// concurrent CONFIG SETs every thread still ends at the last one stored.
+void configure_timeout(resp::Cluster& cluster, std::int64_t seconds) {
+    resp::ServerConfig& config = cluster.config();
+    config.timeout = seconds;
+    config.changed = [&cluster, &config] {
+        cluster.post_to_all([&config](resp::Shard& shard) {
+            resp::RespChannel::set_timeout_of_all(shard.map, config.timeout);
+        });
+    };
+}
+
 int serve(const Options& o) {
     // Blocked before any thread starts, so every thread inherits the mask
     // and only the signalfd sees the signals.
     int sfd = blocked_signals_fd();
     if (sfd < 0) throw std::system_error(errno, std::generic_category(), "signalfd");
     resp::Cluster cluster(o.threads);
+    configure_timeout(cluster, o.timeout);
     resp::Shard& home = cluster.shard(0);
     SignalWatcher signals(sfd, home.map, [&] { cluster.stop_all(); });
     ::close(sfd);  // the watcher holds its own duplicate

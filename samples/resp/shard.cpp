@@ -5,16 +5,20 @@ namespace resp {
 Cluster::Cluster(std::size_t shards) {
     shards_.reserve(shards);
     for (std::size_t i = 0; i < shards; ++i)
-        shards_.push_back(std::make_unique<Shard>(i));
+        shards_.push_back(std::make_unique<Shard>(i, config_));
+}
+
+void Cluster::post_to_all(std::function<void(Shard&)> fn) {
+    for (auto& s : shards_) {
+        Shard* shard = s.get();
+        shard->map.post([shard, fn] { fn(*shard); });
+    }
 }
 
 void Cluster::stop_all() {
-    for (auto& s : shards_) {
-        Shard* shard = s.get();
-        shard->map.post([shard] {
-            if (shard->stop) shard->stop();
-        });
-    }
+    post_to_all([](Shard& shard) {
+        if (shard.stop) shard.stop();
+    });
 }
 
 void RequestBatch::add(std::uint64_t seq, std::uint32_t part, Args argv) {

@@ -17,6 +17,7 @@
 
 #include "commands.hpp"
 #include "keyspace.hpp"
+#include "server_config.hpp"
 
 namespace resp {
 
@@ -25,14 +26,14 @@ namespace resp {
 /// function posted to a shard whose loop has already ended is destroyed
 /// unrun rather than posted to freed memory.
 struct Shard {
-    explicit Shard(std::size_t index) : index(index) {}
+    Shard(std::size_t index, ServerConfig& config) : index(index), commands(db, config) {}
     Shard(const Shard&) = delete;
     Shard& operator=(const Shard&) = delete;
 
     std::size_t index;
     asyncore::ChannelMap map;
     Keyspace db;
-    Commands commands{db};
+    Commands commands;
     /// Set by the shard's thread before serving: closes its listener and
     /// channels and stops its timers, so its loop ends. Runs on that thread.
     std::function<void()> stop;
@@ -51,10 +52,16 @@ class Cluster {
     std::size_t owner(std::string_view key) const noexcept {
         return std::hash<std::string_view>{}(key) % shards_.size();
     }
-    /// Asks every shard's loop to stop (a post to each). Safe from any thread.
+    /// The settings every shard's commands read and CONFIG SET changes.
+    ServerConfig& config() noexcept { return config_; }
+    /// Runs `fn` on every shard's thread, with that shard (a post to each).
+    /// Safe from any thread.
+    void post_to_all(std::function<void(Shard&)> fn);
+    /// Asks every shard's loop to stop. Safe from any thread.
     void stop_all();
 
   private:
+    ServerConfig config_;
     std::vector<std::unique_ptr<Shard>> shards_;
 };
 

@@ -8,6 +8,12 @@
 2. redis-cli, a real client, runs a few commands against resp_server.
 3. redis-benchmark completes its ping/set/get/incr/mset tests against
    resp_server, pipelined (-P 16) and not, with every request answered.
+4. redis' "timeout" (idle clients): CONFIG GET/SET timeout replies,
+   diffed against redis-server too; without --timeout silent clients stay
+   open; CONFIG SET timeout 1 closes those already open (on every thread),
+   silently, and CONFIG SET timeout 0 spares clients it had doomed; a
+   second server started with --timeout 1 closes a silent client after
+   1 s but keeps one that sends a PING every 0.3 s.
 
 Usage: resp_smoke.py PATH/TO/resp_server [SERVER ARGS...]
 (e.g. --threads 2: the same checks against a sharded server).
@@ -16,6 +22,7 @@ Exits 77 (skipped) if redis-server is not installed.
 
 import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -366,6 +373,54 @@ def closing_steps():
     ]
 
 
+def config_timeout_steps():
+    """CONFIG GET/SET timeout, every error redis has for CONFIG SET; the
+    timeout is 0 again at the end (values this large close nothing here)."""
+    def config(*args):
+        return cmd("CONFIG", *args)
+    return [
+        ("config get timeout", [config("GET", "timeout"), config("get", "TIMEOUT"),
+                                config("GET", "time*"), config("GET", "timeout", "Timeout")]),
+        ("config set timeout", [config("SET", "timeout", "1000"), config("GET", "timeout"),
+                                config("set", "TIMEOUT", "2147483647"), config("GET", "timeout"),
+                                config("SET", "timeout", "0"), config("GET", "timeout")]),
+        ("config set timeout errors", [
+            config("SET", "timeout", "-1"), config("SET", "Timeout", "2147483648"),
+            config("SET", "timeout", "abc"), config("SET", "timeout", "1.5"),
+            config("SET", "timeout", "010"), config("SET", "timeout", " 1"),
+            config("SET", "timeout", "-0"), config("SET", "timeout", ""),
+            config("SET", "timeout", b"1\x00"),
+            config("SET", "timeout", "99999999999999999999"), config("GET", "timeout")]),
+        ("config set arguments", [
+            config("SET"), config("SET", "timeout"), config("SET", "timeout", "1", "x"),
+            config("SET", "nope", "1"), config("SET", b"time\x00out", "1"),
+            config("SET", "a\r\nb", "1"), config("SET", "DATABASES", "2"),
+            config("SET", "timeout", "5", "TIMEOUT", "6"),
+            config("SET", "nope", "1", "databases", "2"),
+            config("SET", "databases", "2", "nope", "1"),
+            config("SET", "timeout", "x", "databases", "1"),
+            config("SET", "timeout", "5", "nope", "1"),
+            config("SET", "timeout", "0", "timeout", "x"), config("GET", "timeout")]),
+    ]
+
+
+def config_differential(resp_addr, redis_path):
+    """CONFIG GET/SET timeout: replies identical to redis-server's."""
+    ours, theirs = Peer(resp_addr), Peer(redis_path)
+    failures = 0
+    for name, chunks in config_timeout_steps():
+        a, b = ours.step(chunks), theirs.step(chunks)
+        if a != b:
+            failures += 1
+            report(name, a, b)
+    ours.close()
+    theirs.close()
+    if failures:
+        fail("%d CONFIG timeout steps differ from redis-server" % failures)
+    print("config timeout: %d steps, replies identical to redis-server"
+          % len(config_timeout_steps()))
+
+
 def report(name, ours, theirs):
     at = next((i for i, (x, y) in enumerate(zip(ours, theirs)) if x != y),
               min(len(ours), len(theirs)))
@@ -437,6 +492,145 @@ def active_expiry(resp_addr):
     fail("the active expiry sweep did not remove 200 expired keys within %d s" % DEADLINE)
 
 
+# ---------------------------------------------------------------------------
+# Idle timeout (redis' "timeout"). Several silent clients at a time, so that
+# with --threads 2 both threads serve some of them: a CONFIG SET made on one
+# thread must close or spare the clients of the other.
+
+SILENT_CLIENTS = 16
+PONG = b"+PONG\r\n"
+
+
+def open_silent(addr):
+    return [socket.create_connection(addr, timeout=DEADLINE) for _ in range(SILENT_CLIENTS)]
+
+
+def stay_open(socks, until, what):
+    """No socket gets a byte or EOF before `until` (checked at least once)."""
+    while True:
+        left = max(0.0, until - time.monotonic())
+        ready, _, _ = select.select(socks, [], [], left)
+        if ready:
+            fail("%s: a connection was closed or got bytes (%r)" % (what, ready[0].recv(64)))
+        if left == 0.0:
+            return
+
+
+def await_closed(socks, start, what, low=1.0, high=3.0):
+    """Every socket sees EOF, with no byte before it, between `low` and
+    `high` seconds after `start`."""
+    pending = list(socks)
+    while pending:
+        left = start + high - time.monotonic()
+        if left <= 0:
+            fail("%s: %d of %d connections still open after %g s"
+                 % (what, len(pending), len(socks), high))
+        ready, _, _ = select.select(pending, [], [], left)
+        elapsed = time.monotonic() - start
+        for s in ready:
+            data = s.recv(64)
+            if data:
+                fail("%s: an idle connection got %r" % (what, data))
+            if elapsed < low:
+                fail("%s: closed after %.3f s, before the %g s timeout" % (what, elapsed, low))
+            pending.remove(s)
+            s.close()
+
+
+def ping(peer):
+    if peer.step([cmd("PING")]) != PONG:
+        fail("PING did not get PONG")
+
+
+def default_timeout(silent, opened_at):
+    """Without --timeout (redis' default, 0) silent clients are never closed:
+    these were opened before every other check ran."""
+    stay_open(silent, opened_at + 1.5, "timeout 0 (the default)")
+    print("timeout 0: %d silent clients open through %.1f s"
+          % (len(silent), time.monotonic() - opened_at))
+
+
+def runtime_timeout(addr, silent):
+    """CONFIG SET timeout reaches the connections already open."""
+    control = Peer(addr)
+    set_at = time.monotonic()
+    if control.step([cmd("CONFIG", "SET", "timeout", "1")]) != b"+OK\r\n":
+        fail("CONFIG SET timeout 1 failed")
+    await_closed(silent + [control.sock], set_at, "CONFIG SET timeout 1")
+    # Under timeout 1 from their first PING on; CONFIG SET timeout 0 (from
+    # a new connection: the last one was idle too) must spare them.
+    spared = [Peer(addr) for _ in range(SILENT_CLIENTS)]
+    for p in spared:
+        ping(p)
+    control = Peer(addr)
+    quiet_from = time.monotonic()
+    if control.step([cmd("CONFIG", "SET", "timeout", "0")]) != b"+OK\r\n":
+        fail("CONFIG SET timeout 0 failed")
+    stay_open([p.sock for p in spared], quiet_from + 1.5, "CONFIG SET timeout 0")
+    for p in spared + [control]:
+        ping(p)
+        p.close()
+    print("CONFIG SET timeout: 1 closed %d idle clients within 1-3 s, then 0 spared %d"
+          % (SILENT_CLIENTS + 1, SILENT_CLIENTS + 1))
+
+
+def ping_every(peer, interval, seconds, replies):
+    """PING every `interval` seconds for `seconds`; each reply (b"" at EOF)
+    goes to `replies`. Runs in a thread of its own."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        peer.sock.sendall(cmd("PING"))
+        reply = b""
+        while len(reply) < len(PONG):
+            data = peer.sock.recv(len(PONG) - len(reply))
+            if not data:
+                break
+            reply += data
+        replies.append(reply)
+        if reply != PONG:
+            return
+        time.sleep(interval)  # the pace of a client that is slow, not idle
+
+
+def command_line_timeout(exe, args):
+    """--timeout 1: a silent client is closed, silently, after 1 s; one that
+    sends a PING every 0.3 s is not, and gets every PONG."""
+    proc, addr = start_resp_server(exe, *args, "--timeout", "1")
+    try:
+        start = time.monotonic()
+        silent = open_silent(addr)
+        pinger = Peer(addr)
+        replies = []
+        thread = threading.Thread(target=ping_every, args=(pinger, 0.3, 2.0, replies))
+        thread.start()
+        await_closed(silent, start, "--timeout 1")
+        thread.join(DEADLINE)
+        if thread.is_alive() or len(replies) < 6 or any(r != PONG for r in replies):
+            fail("--timeout 1: a client sending PING every 0.3 s got %r" % replies)
+        ping(pinger)
+        pinger.close()
+    finally:
+        rc = stop(proc, "resp_server --timeout 1")
+    if rc != 0:
+        fail("resp_server --timeout 1 exited with %d after SIGTERM" % rc)
+    print("--timeout 1: %d silent clients closed after 1-3 s, a PING every 0.3 s kept one "
+          "open (%d PONGs)" % (SILENT_CLIENTS, len(replies)))
+
+
+def in_background(fn, *args):
+    """Runs fn(*args) in a thread; the function returned waits for it and
+    fails unless fn completed (a fail() in fn has said why)."""
+    completed = []
+    thread = threading.Thread(target=lambda: completed.append(fn(*args)))
+    thread.start()
+
+    def join():
+        thread.join(DEADLINE * 2)
+        if not completed:
+            fail("%s did not complete" % fn.__name__)
+    return join
+
+
 def run(argv, timeout=60, stdin=None):
     try:
         r = subprocess.run(argv, input=stdin, capture_output=True, timeout=timeout)
@@ -500,6 +694,7 @@ def main():
     watchdog = threading.Timer(170, lambda: (ours.kill(), redis.kill()))
     watchdog.start()
     try:
+        silent, opened_at = open_silent(addr), time.monotonic()
         differential(addr, redis_path)
         expiry(addr, redis_path)
         active_expiry(addr)
@@ -508,6 +703,13 @@ def main():
         if shutil.which("redis-benchmark"):
             redis_benchmark(*addr, pipeline=16, requests=100000)
             redis_benchmark(*addr, pipeline=1, requests=10000)
+        default_timeout(silent, opened_at)
+        config_differential(addr, redis_path)
+        # Two servers, two independent waits: side by side, to save time.
+        command_line_timeout_done = in_background(command_line_timeout, sys.argv[1],
+                                                  sys.argv[2:])
+        runtime_timeout(addr, silent)
+        command_line_timeout_done()
     finally:
         watchdog.cancel()
         stop(redis, "redis-server")
