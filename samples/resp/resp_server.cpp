@@ -6,9 +6,9 @@
 // --timeout is redis' "timeout": a client idle for that many seconds is
 // closed (default 0: never); CONFIG SET timeout changes it at run time, for
 // the connections already open too.
-// SIGINT or SIGTERM close every channel and the server exits 0. Signals
-// arrive through a signalfd watched by the loop, so no handler runs
-// asynchronously and no thread is hidden.
+// SIGINT or SIGTERM shut down gracefully: the listeners close at once, every
+// connection once its replies are written (at most 5 s later), and the
+// server exits 0. SIGUSR1 prints the first loop's counters on stderr.
 //
 // --threads N (default 1) runs N loops, shared-nothing as Seastar does:
 // the main thread and N-1 more, each with its own map, its own listener on
@@ -18,8 +18,6 @@
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <signal.h>
-#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -106,30 +104,6 @@ class RespServer : public asyncore::Dispatcher {
     resp::Shard& shard_;
 };
 
-// SIGINT/SIGTERM as readable events on a signalfd.
-class SignalWatcher : public asyncore::FileDispatcher {
-  public:
-    SignalWatcher(int fd, asyncore::ChannelMap& map, std::function<void()> on_signal)
-        : FileDispatcher(fd, map), on_signal_(std::move(on_signal)) {}
-
-    void handle_read() override {
-        recv(sizeof(signalfd_siginfo));
-        on_signal_();
-    }
-
-  private:
-    std::function<void()> on_signal_;
-};
-
-int blocked_signals_fd() {
-    sigset_t mask;
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGINT);
-    sigaddset(&mask, SIGTERM);
-    if (sigprocmask(SIG_BLOCK, &mask, nullptr) != 0) return -1;
-    return ::signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
-}
-
 // Redis' active expiry: ten times a second, a bounded sample of the keys
 // that have a TTL, so expired keys nobody reads still free their memory.
 class ExpirySweeper {
@@ -164,7 +138,7 @@ class ShardServer {
           sweeper_(shard.db, shard.map) {
         shard.stop = [this] {
             sweeper_.stop();
-            asyncore::close_all(shard_.map, true);
+            asyncore::close_all_when_done(shard_.map, std::chrono::seconds(5));
         };
     }
     ~ShardServer() { shard_.stop = nullptr; }
@@ -221,15 +195,18 @@ void configure_timeout(resp::Cluster& cluster, std::int64_t seconds) {
 }
 
 int serve(const Options& o) {
-    // Blocked before any thread starts, so every thread inherits the mask
-    // and only the signalfd sees the signals.
-    int sfd = blocked_signals_fd();
-    if (sfd < 0) throw std::system_error(errno, std::generic_category(), "signalfd");
     resp::Cluster cluster(o.threads);
     configure_timeout(cluster, o.timeout);
     resp::Shard& home = cluster.shard(0);
-    SignalWatcher signals(sfd, home.map, [&] { cluster.stop_all(); });
-    ::close(sfd);  // the watcher holds its own duplicate
+    // Signals run from the first loop, whichever thread the kernel picks;
+    // stop_all() reaches the others through post().
+    auto stop = [&](int) { cluster.stop_all(); };
+    asyncore::SignalWatch on_int = home.map.on_signal(SIGINT, stop);
+    asyncore::SignalWatch on_term = home.map.on_signal(SIGTERM, stop);
+    asyncore::SignalWatch on_usr1 = home.map.on_signal(SIGUSR1, [&](int) {
+        std::fprintf(stderr, "stats: channels=%zu passes=%llu\n", home.map.size(),
+                     static_cast<unsigned long long>(home.map.stats().passes));
+    });
     ShardServer server(o, o.port, cluster, home);
 
     Startup startup(o.threads);
