@@ -1,8 +1,12 @@
 #!/usr/bin/env python3
 """Side-by-side echo benchmarks: asyncore-cpp against raw libevent, asio,
-libevent bufferevents and Python's asyncore, then resp_server against
-redis-server, then how echo_server and resp_server scale with --threads N,
-then memory per idle connection and per suspended Task.
+libevent bufferevents and Python's asyncore; AsyncChat's line echo against
+raw libevent's evbuffer_readln; resp_server against redis-server;
+http_server against nginx; ping-pong as idle connections grow; how
+echo_server and resp_server scale with --threads N; memory per idle
+connection and per suspended Task; and, with --idle-scale, idle connections
+up to the machine's limits. Charts of the run are drawn at the end
+(charts.py).
 
     python3 tests/bench/run.py --build build/release [--only NAME[,NAME]]
         [--rounds R] [--duration S] [--quick]
