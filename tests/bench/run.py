@@ -532,11 +532,12 @@ def idle_curve_section(cfg, contenders, logdir):
     out = []
     for c in contenders:
         entry = {"contender": c.name, "msgs_per_s": [], "p99_us": [], "vs_zero": [],
-                 "vs_raw": [], "failures": []}
+                 "vs_raw": [], "failures": [], "other_cpu": []}
         for l in loads:
             row = rows[(c.name, l.key)]
             entry["failures"] += [f"{l.idle:,} idle, {f}" for f in row.failures]
             samples = list(row.samples.values())
+            entry["other_cpu"] += [round(x.other_cpu, 3) for x in samples]
             entry["msgs_per_s"].append(
                 statistics.median(x.msgs_per_s for x in samples) if samples else None)
             entry["p99_us"].append(statistics.median(x.p99_us for x in samples) if samples
@@ -1613,7 +1614,8 @@ def main():
     for r in report.get("scaling", {}).get("rows", []):
         for f in r["failures"]:
             NOTES.add(f"scaling, {r['server']} / {r['load']}: {f}")
-    note_noise(report.get("throughput", []) + report.get("lines", []))
+    note_noise(report.get("throughput", []) + report.get("lines", []) +
+               report.get("idle_curve", {}).get("rows", []))
     report["notes"] = sorted(NOTES)
     if NOTES:
         print("\nnotes:")
