@@ -11,6 +11,9 @@ so start-up, connection set-up and shutdown cancel out:
 Usage:
     tests/bench/cost.py --build build/rel [--tool callgrind,strace]
         [--pipeline 1] [--conns 50] [--server echo_server,raw_libevent]
+        (servers: echo_server, echo_server_idle, task_echo_server, raw_libevent,
+         asio, bufferevent, and the line echoes raw_line_echo, chat_line_echo,
+         which get 64-byte lines: loadgen --lines 1)
         [--annotate N]   # top N functions of the long callgrind run
         [--setup]        # also: instructions per accepted connection
         [--keep DIR]     # keep the outputs (callgrind_annotate them)
@@ -37,7 +40,11 @@ SERVERS = {
     "raw_libevent": ["tests/bench/raw_libevent_echo"],
     "asio": ["tests/bench/asio_echo"],
     "bufferevent": ["tests/bench/bufferevent_echo"],
+    "raw_line_echo": ["tests/bench/raw_line_echo"],
+    "chat_line_echo": ["tests/bench/chat_line_echo"],
 }
+# Line echo servers get line-delimited messages (loadgen --lines 1).
+LINE_SERVERS = {"raw_line_echo", "chat_line_echo"}
 LISTENING = re.compile(r"listening on (\S+):(\d+)")
 
 
@@ -68,10 +75,11 @@ def stop(proc):
         proc.wait()
 
 
-def loadgen(cfg, port, duration, conns):
+def loadgen(cfg, port, duration, conns, lines=False):
     argv = [os.path.join(cfg.build, "tests/bench/loadgen"), "--port", str(port), "--conns",
             str(conns), "--size", str(cfg.size), "--pipeline", str(cfg.pipeline),
-            "--duration", str(duration), "--warmup", "0.2", "--connect-timeout", "60"]
+            "--duration", str(duration), "--warmup", "0.2", "--connect-timeout", "60",
+            "--lines", "1" if lines else "0"]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 120)
     if out.returncode != 0:
         sys.exit(f"cost.py: loadgen exited with {out.returncode}: {out.stderr.strip()}")
@@ -106,7 +114,7 @@ def one_run(cfg, server, tool, duration, conns, tmp):
     else:
         argv = ["strace", "-c", "-f", "-o", out_file] + binary
     proc, port = start(argv, out_file + ".stdout")
-    msgs = loadgen(cfg, port, duration, conns)
+    msgs = loadgen(cfg, port, duration, conns, server in LINE_SERVERS)
     stop(proc)
     if tool == "callgrind":
         return msgs, callgrind_total(out_file), out_file

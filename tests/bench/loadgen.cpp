@@ -8,6 +8,13 @@
 // are opened first and then held silent, to show what registered but idle
 // sockets cost a server.
 //
+// --lines 1 makes every message a line for a line-oriented echo server (an
+// AsyncChat with a "\n" terminator, evbuffer_readln): each message's last
+// byte is '\n' and no other byte is (a '\n' the pattern would put elsewhere
+// becomes 0x0b). --bind ADDR sets the source address of every connection
+// (127.0.0.2, ...), so that many processes together can open more
+// connections to one server than one address has ephemeral ports.
+//
 // Output: progress markers on stderr ("loadgen: connected", "loadgen:
 // measuring", "loadgen: done", printed when each phase starts, so run.py can
 // sample the server's CPU time over exactly the measured window), then one
@@ -62,6 +69,8 @@ struct Options {
     int threads = 1;
     double connect_timeout = 10;
     int connect_window = 64;
+    bool lines = false;
+    std::string bind;  // source address, numeric; empty: the kernel's choice
 };
 
 // Prints "loadgen: ..." on stderr and ends the process at once: used for the
@@ -151,7 +160,7 @@ class Histogram {
 // Misrouted, reordered, duplicated or corrupted bytes all fail the check.
 class Pattern {
   public:
-    explicit Pattern(size_t size) : size_(size), body_(size) {
+    Pattern(size_t size, bool lines) : size_(size), lines_(lines), body_(size) {
         for (size_t i = 0; i < size; ++i)
             body_[i] = static_cast<uint8_t>(i * 7);
     }
@@ -166,6 +175,11 @@ class Pattern {
                 out[i] = static_cast<uint8_t>(body_[off + i] + delta);
             for (size_t h = off; h < std::min(kHeader, off + n); ++h)
                 out[h - off] = header_byte(conn, msg, h);
+            if (lines_) {
+                for (size_t i = 0; i < n; ++i)
+                    if (out[i] == '\n') out[i] = 0x0b;
+                if (off + n == size_) out[n - 1] = '\n';
+            }
             out += n;
             len -= n;
             off = 0;
@@ -179,6 +193,7 @@ class Pattern {
     }
 
     size_t size_;
+    bool lines_;
     std::vector<uint8_t> body_;
 };
 
@@ -186,6 +201,8 @@ struct Target {
     sockaddr_storage addr{};
     socklen_t len = 0;
     bool tcp = true;
+    sockaddr_storage source{};
+    socklen_t source_len = 0;  // 0: no --bind
 };
 
 Target resolve(const Options& o) {
@@ -210,6 +227,14 @@ Target resolve(const Options& o) {
     std::memcpy(&t.addr, res->ai_addr, res->ai_addrlen);
     t.len = res->ai_addrlen;
     freeaddrinfo(res);
+    if (!o.bind.empty()) {
+        hints.ai_family = t.addr.ss_family;
+        if (getaddrinfo(o.bind.c_str(), "0", &hints, &res) != 0)
+            fail(64, "bad --bind address %s (numeric, same family as --host)", o.bind.c_str());
+        std::memcpy(&t.source, res->ai_addr, res->ai_addrlen);
+        t.source_len = res->ai_addrlen;
+        freeaddrinfo(res);
+    }
     return t;
 }
 
@@ -331,6 +356,14 @@ void Worker::start_connect(Conn& c, uint64_t now) {
         int one = 1;
         setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
+    if (target_.source_len != 0) {
+        // The port is then chosen by connect(), per 4-tuple, not by bind().
+        int one = 1;
+        setsockopt(c.fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+    }
+    if (target_.source_len != 0 &&
+        bind(c.fd, reinterpret_cast<const sockaddr*>(&target_.source), target_.source_len) < 0)
+        fail(3, "bind to --bind %s: %s", o_.bind.c_str(), std::strerror(errno));
     if (connect(c.fd, reinterpret_cast<const sockaddr*>(&target_.addr), target_.len) == 0) {
         watch(c, EPOLL_CTL_ADD, EPOLLOUT);
         ++in_flight_;
@@ -559,11 +592,16 @@ Options parse_options(int argc, char** argv) {
             o.connect_timeout = parse_number(argv[i], v, 0.001);
         else if (opt == "--connect-window")
             o.connect_window = integer(1);
+        else if (opt == "--lines")
+            o.lines = integer(0) != 0;
+        else if (opt == "--bind")
+            o.bind = v;
         else
             fail(64, "unknown option %s", argv[i]);
     }
     if (o.port.empty() && o.unix_path.empty()) fail(64, "--port or --unix is required");
     if (o.conns + o.idle == 0) fail(64, "nothing to do: --conns and --idle are both 0");
+    if (!o.bind.empty() && !o.unix_path.empty()) fail(64, "--bind is for TCP, not --unix");
     return o;
 }
 
@@ -599,12 +637,12 @@ void print_json(const Options& o, const Result& r, double window) {
         "{\"msgs_per_s\": %.1f, \"mib_per_s\": %.3f, \"p50_us\": %.1f, \"p99_us\": %.1f, "
         "\"p999_us\": %.1f, \"max_us\": %.1f, \"msgs\": %llu, \"verified_msgs\": %llu, "
         "\"errors\": %llu, \"window_s\": %.3f, \"conns\": %d, \"idle\": %d, \"size\": %zu, "
-        "\"pipeline\": %d, \"threads\": %d}\n",
+        "\"pipeline\": %d, \"threads\": %d, \"lines\": %s}\n",
         msgs / window, msgs * static_cast<double>(o.size) / window / (1024.0 * 1024.0),
         us(r.hist.percentile(0.50)), us(r.hist.percentile(0.99)), us(r.hist.percentile(0.999)),
         us(r.hist.max()), static_cast<unsigned long long>(r.msgs),
         static_cast<unsigned long long>(r.verified), static_cast<unsigned long long>(r.errors),
-        window, o.conns, o.idle, o.size, o.pipeline, o.threads);
+        window, o.conns, o.idle, o.size, o.pipeline, o.threads, o.lines ? "true" : "false");
     std::fflush(stdout);
 }
 
@@ -615,7 +653,7 @@ int main(int argc, char** argv) {
     ensure_fd_limit(o);
     install_signals();
     Target target = resolve(o);
-    Pattern pattern(o.size);
+    Pattern pattern(o.size, o.lines);
 
     std::vector<std::unique_ptr<Worker>> workers;
     for (int w = 0; w < o.threads; ++w) {

@@ -1,8 +1,12 @@
 #!/usr/bin/env python3
 """Side-by-side echo benchmarks: asyncore-cpp against raw libevent, asio,
-libevent bufferevents and Python's asyncore, then resp_server against
-redis-server, then how echo_server and resp_server scale with --threads N,
-then memory per idle connection and per suspended Task.
+libevent bufferevents and Python's asyncore; AsyncChat's line echo against
+raw libevent's evbuffer_readln; resp_server against redis-server;
+http_server against nginx; ping-pong as idle connections grow; how
+echo_server and resp_server scale with --threads N; memory per idle
+connection and per suspended Task; and, with --idle-scale, idle connections
+up to the machine's limits. Charts of the run are drawn at the end
+(charts.py).
 
     python3 tests/bench/run.py --build build/release [--only NAME[,NAME]]
         [--rounds R] [--duration S] [--quick]
@@ -39,6 +43,9 @@ HOST = "127.0.0.1"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 BASELINE = "raw_libevent"
+SECTIONS = ("throughput", "lines", "redis", "http", "idlecurve", "scaling", "memory",
+            "idlescale")
+DEFAULT_SECTIONS = SECTIONS[:-1]  # idlescale only when asked for (--idle-scale)
 NOISY = 0.05  # share of the machine's CPU time used by others that makes a run noisy
 LISTENING = re.compile(r"^listening on (\S+):(\d+)$", re.M)
 
@@ -69,6 +76,7 @@ class Contender:
     script: str = ""  # a Python server beside this file
     about: str = ""
     args: tuple = ()  # extra options, e.g. ("--threads", "2")
+    lines: bool = False  # echoes whole lines only: load it with loadgen --lines 1
 
     def command(self, build, python):
         if self.script:
@@ -97,6 +105,19 @@ CONTENDERS = [
               about="asyncore-cpp Task + AsyncSocket"),
 ]
 RESP_SERVER = ("samples/resp/resp_server", "samples/resp_server")
+HTTP_SERVER = ("samples/http_server/http_server", "samples/http_server")
+
+# The lines section: line-delimited echo (loadgen --lines 1), against its own
+# floor, raw libevent with evbuffer_readln().
+LINE_BASELINE = "raw_line_echo"
+LINE_CONTENDERS = [
+    Contender("raw_line_echo", ("tests/bench/raw_line_echo",),
+              about="raw libevent line echo, evbuffer_readln: the floor", lines=True),
+    Contender("chat_line_echo", ("tests/bench/chat_line_echo",),
+              about="asyncore-cpp AsyncChat, \"\\n\" terminator", lines=True),
+]
+# The idle curve: ping-pong with more and more idle connections.
+IDLE_CURVE = ("raw_libevent", "echo_server", "task_echo_server")
 
 
 @dataclass
@@ -109,6 +130,7 @@ class Load:
     idle: int = 0
     settle: float = 0.0  # extra warm-up, seconds
     threads: int = 1  # load generator threads
+    lines: bool = False  # each message a line ending in "\n"
 
 
 def make_loads(idle):
@@ -294,7 +316,8 @@ def loadgen_argv(cfg, port, load, duration, warmup):
     return [os.path.join(cfg.build, "tests/bench/loadgen"), "--host", HOST, "--port", str(port),
             "--conns", str(load.conns), "--size", str(load.size), "--pipeline",
             str(load.pipeline), "--idle", str(load.idle), "--duration", str(duration),
-            "--warmup", str(warmup), "--connect-timeout", "30", "--threads", str(load.threads)]
+            "--warmup", str(warmup), "--connect-timeout", "30", "--threads", str(load.threads),
+            "--lines", "1" if load.lines else "0"]
 
 
 def run_loadgen(argv, cpu, server_pid, timeout):
@@ -387,13 +410,13 @@ def measure(cfg, contender, load, logdir, cpus=None):
                   result["other_cpu"])
 
 
-def prime(cfg, contender, logdir, cpus=None):
+def prime(cfg, contender, logdir, cpus=None, lines=False):
     """One unrecorded run first: a virtual CPU that has been idle runs the
     first second of load markedly slower, which would penalise whichever
     contender happens to go first."""
     progress("priming the machine")
     try:
-        measure(cfg, contender, Load("prime", "prime", 50, 64, 1), logdir, cpus)
+        measure(cfg, contender, Load("prime", "prime", 50, 64, 1, lines=lines), logdir, cpus)
     except BenchError as e:
         NOTES.add(f"priming run failed: {e}")
 
@@ -403,7 +426,7 @@ def throughput_section(cfg, contenders, loads, logdir, rounds=None, cpus=None):
     default); cpus as for measure()."""
     rounds = rounds or cfg.rounds
     rows = {(c.name, l.key): Row() for c in contenders for l in loads}
-    prime(cfg, contenders[0], logdir, cpus)
+    prime(cfg, contenders[0], logdir, cpus, lines=any(l.lines for l in loads))
     for rnd in range(rounds):
         # Rotating the order each round spreads any drift (thermal, page
         # cache, a noisy neighbour) evenly over the contenders.
@@ -430,7 +453,7 @@ def paired_ratio(rows, a, b, attr="msgs_per_s"):
     return statistics.median(ratios) if ratios else None
 
 
-def summarize(rows, contenders, loads):
+def summarize(rows, contenders, loads, baseline=BASELINE):
     table = []
     for c in contenders:
         for l in loads:
@@ -443,8 +466,8 @@ def summarize(rows, contenders, loads):
                 entry.update(
                     msgs_per_s=statistics.median(x.msgs_per_s for x in s),
                     p99_us=statistics.median(x.p99_us for x in s),
-                    ratio=paired_ratio(rows, (c.name, l.key), (BASELINE, l.key)),
-                    p99_ratio=paired_ratio(rows, (c.name, l.key), (BASELINE, l.key), "p99_us"),
+                    ratio=paired_ratio(rows, (c.name, l.key), (baseline, l.key)),
+                    p99_ratio=paired_ratio(rows, (c.name, l.key), (baseline, l.key), "p99_us"),
                     # Pooled over rounds, not a median: the kernel samples
                     # user/system time per tick, so the small user share of a
                     # single short window is noisy.
@@ -472,6 +495,73 @@ def print_throughput(table):
         print(f"{head} {e['msgs_per_s']:>10,.0f} {e['p99_us']:>8.0f} "
               f"{fmt(e['ratio'], '.2f', 6)} {fmt(e['p99_ratio'], '.2f', 6)} "
               f"{e['user_us']:>11.2f} {e['sys_us']:>10.2f} {fmt(e['idle_self'], '.2f', 9)}")
+
+
+# ---------------------------------------------------------------------------
+# Lines section: AsyncChat against libevent's evbuffer_readln, line echo
+
+
+def line_loads():
+    return [Load("pingpong", "64 B lines, ping-pong", 50, 64, 1, lines=True),
+            Load("pipelined", "64 B lines, 16 in flight", 50, 64, 16, lines=True)]
+
+
+def lines_section(cfg, contenders, logdir):
+    """The throughput machinery on line-delimited messages; every ratio is
+    against raw_line_echo in the same round."""
+    loads = [l for l in line_loads() if not cfg.load or l.key in cfg.load.split(",")]
+    rows = throughput_section(cfg, contenders, loads, logdir)
+    return summarize(rows, contenders, loads, LINE_BASELINE)
+
+
+# ---------------------------------------------------------------------------
+# Idle curve: ping-pong on 50 connections with 0 .. 10,000 idle ones
+
+
+def idle_curve_section(cfg, contenders, logdir):
+    """Each contender under 50-connection ping-pong with each count of idle
+    connections of cfg.idle_steps, interleaved rounds, a fresh server per
+    run. vs_zero is the median of per-round ratios to the same server with
+    0 idle (the first step), vs_raw the same against raw_libevent."""
+    steps = cfg.idle_steps
+    loads = [Load(f"idle{n}", f"ping-pong + {n:,} idle", 50, 64, 1, n,
+                  settle=1.0 if n else 0.0) for n in steps]
+    short = copy.copy(cfg)
+    short.duration = cfg.curve_duration
+    rows = throughput_section(short, contenders, loads, logdir, cfg.curve_rounds)
+    out = []
+    for c in contenders:
+        entry = {"contender": c.name, "msgs_per_s": [], "p99_us": [], "vs_zero": [],
+                 "vs_raw": [], "failures": [], "other_cpu": []}
+        for l in loads:
+            row = rows[(c.name, l.key)]
+            entry["failures"] += [f"{l.idle:,} idle, {f}" for f in row.failures]
+            samples = list(row.samples.values())
+            entry["other_cpu"] += [round(x.other_cpu, 3) for x in samples]
+            entry["msgs_per_s"].append(
+                statistics.median(x.msgs_per_s for x in samples) if samples else None)
+            entry["p99_us"].append(statistics.median(x.p99_us for x in samples) if samples
+                                   else None)
+            entry["vs_zero"].append(paired_ratio(rows, (c.name, l.key), (c.name, loads[0].key)))
+            entry["vs_raw"].append(paired_ratio(rows, (c.name, l.key), (BASELINE, l.key)))
+        out.append(entry)
+    return {"steps": steps, "rounds": cfg.curve_rounds, "duration": cfg.curve_duration,
+            "rows": out}
+
+
+def print_idle_curve(report):
+    steps = report["steps"]
+    print(f"idle curve: 50 x 64 B ping-pong with N idle connections, {report['rounds']} rounds "
+          f"x {report['duration']} s")
+    print(f"{'contender':<17} {'figure':<15}" + "".join(f"{f'N={n:,}':>10}" for n in steps))
+    for r in report["rows"]:
+        for label, key, spec in (("msgs/s", "msgs_per_s", ",.0f"), ("p99 us", "p99_us", ",.0f"),
+                                 (f"x N={steps[0]:,}", "vs_zero", ".2f"),
+                                 ("x raw_libevent", "vs_raw", ".2f")):
+            if key == "vs_raw" and r["contender"] == BASELINE:
+                continue
+            print(f"{r['contender'] if key == 'msgs_per_s' else '':<17} {label:<15}"
+                  + "".join(fmt(v, spec, 10) for v in r[key]))
 
 
 # ---------------------------------------------------------------------------
@@ -511,20 +601,24 @@ def accepts(port):
         return False
 
 
-REQUESTS = re.compile(r"^([A-Z_]+): ([\d.]+) requests per second", re.M)
+# "MSET (10 keys): 81234.56 requests per second, p50=..." is reported as MSET.
+REQUESTS = re.compile(r"^([A-Z_]+)(?: \(\d+ keys\))?: ([\d.]+) requests per second", re.M)
+# The commands of issue 14's table; -t ping runs PING_INLINE and PING_MBULK.
+REDIS_TESTS = "ping,set,get,incr,mset"
+SCALING_REDIS_TESTS = "ping,set,get"
 
 
-def redis_benchmark(port, pipeline, requests, cpu):
+def redis_benchmark(port, pipeline, requests, cpu, tests=REDIS_TESTS):
     # Never with --threads: redis-benchmark 7.0's threaded mode rounds each
     # test's elapsed time up to a timer tick (here every test of a 20,000
     # request run "took" 0.502 s), so its requests/s are quantised.
-    argv = ["redis-benchmark", "-h", HOST, "-p", str(port), "-t", "ping,set,get", "-c", "50",
+    argv = ["redis-benchmark", "-h", HOST, "-p", str(port), "-t", tests, "-c", "50",
             "-n", str(requests), "-P", str(pipeline), "-q"]
     proc = spawn(argv, cpu, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        out, _ = proc.communicate(timeout=60)
+        out, _ = proc.communicate(timeout=120)
     except subprocess.TimeoutExpired:
-        raise BenchError("redis-benchmark still running after 60 s") from None
+        raise BenchError("redis-benchmark still running after 120 s") from None
     finally:
         kill(proc)
     text = out.decode(errors="replace").replace("\r", "\n")
@@ -551,8 +645,8 @@ def redis_section(cfg, logdir):
     return results, None
 
 
-def redis_rounds(cfg, targets, cpu):
-    """redis-benchmark (ping, set, get at -P 1 and -P 16, 50 clients) against
+def redis_rounds(cfg, targets, cpu, tests=REDIS_TESTS):
+    """redis-benchmark (tests at -P 1 and -P 16, 50 clients) against
     each (name, port) of targets for cfg.redis_rounds rounds, the targets'
     order rotating each round; the client runs on cpu.
     Returns {(name, pipeline, test): [requests/s, one per round]}."""
@@ -563,14 +657,14 @@ def redis_rounds(cfg, targets, cpu):
             n = cfg.redis_requests * (5 if pipeline > 1 else 1)
             for name, port in order:
                 progress(f"redis round {rnd + 1}: {name} -P {pipeline}")
-                for test, rps in redis_benchmark(port, pipeline, n, cpu).items():
+                for test, rps in redis_benchmark(port, pipeline, n, cpu, tests).items():
                     results.setdefault((name, pipeline, test), []).append(rps)
     return results
 
 
 def redis_tests(results):
     """The tests redis-benchmark reported, in its own order."""
-    known = ["PING_INLINE", "PING_MBULK", "SET", "GET"]
+    known = ["PING_INLINE", "PING_MBULK", "SET", "GET", "INCR", "MSET"]
     return sorted({t for (_, _, t) in results},
                   key=lambda t: (known.index(t) if t in known else len(known), t))
 
@@ -593,6 +687,211 @@ def print_redis(results):
             print(f"{test:<12} {pipeline:>3} {fmt(rows[-1]['redis'], ',.0f', 19)} "
                   f"{fmt(rows[-1]['resp'], ',.0f', 18)} {fmt(ratio, '.2f', 6)}")
     return rows
+
+
+# ---------------------------------------------------------------------------
+# HTTP section: samples/http_server against nginx under wrk
+
+
+HTTP_FILES = (("1k.bin", 1024), ("1m.bin", 1024 * 1024))
+NGINX_CONF = """\
+# Written by tests/bench/run.py for one run; nothing outside {tmp} is used.
+daemon off;
+master_process on;
+worker_processes 1;
+{user}pid {tmp}/nginx.pid;
+error_log {tmp}/error.log warn;
+events {{
+    worker_connections 1024;
+}}
+http {{
+    access_log off;
+    sendfile on;
+    keepalive_timeout 75s;
+    keepalive_requests 1000000;
+    default_type application/octet-stream;
+    client_body_temp_path {tmp}/client_body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    server {{
+        listen {host}:{port};
+        root {root};
+    }}
+}}
+"""
+
+
+def make_docroot():
+    """A world-readable directory with the served files (nginx's worker runs
+    as nobody when run.py is root, and must read them)."""
+    root = tempfile.mkdtemp(prefix="asyncore-bench-www-")
+    os.chmod(root, 0o755)
+    for name, size in HTTP_FILES:
+        path = os.path.join(root, name)
+        with open(path, "wb") as f:
+            f.write(bytes((i * 7 + 3) & 0xFF for i in range(size)))
+        os.chmod(path, 0o644)
+    return root
+
+
+def nginx_user_line():
+    """nginx's master switches its workers to `user` only when it runs as
+    root; then nobody, whatever its group is called here."""
+    if os.geteuid() != 0:
+        return ""
+    import grp
+    import pwd
+    try:
+        nobody = pwd.getpwnam("nobody")
+        return f"user nobody {grp.getgrgid(nobody.pw_gid).gr_name};\n"
+    except KeyError:
+        return ""
+
+
+class Nginx:
+    """nginx with a configuration written for this run: one worker, in the
+    foreground (daemon off), pid, logs and temp paths in a temp directory."""
+
+    def __init__(self, cpu, root, logdir):
+        self.tmp = tempfile.mkdtemp(prefix="nginx-", dir=logdir)
+        os.chmod(self.tmp, 0o755)
+        self.port = free_port()
+        conf = os.path.join(self.tmp, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write(NGINX_CONF.format(tmp=self.tmp, user=nginx_user_line(), host=HOST,
+                                      port=self.port, root=root))
+        self.err_path = os.path.join(self.tmp, "stderr")
+        with open(self.err_path, "w") as err:
+            self.proc = spawn(["nginx", "-p", self.tmp, "-e", os.path.join(self.tmp, "error.log"),
+                               "-c", conf], cpu, stdout=err, stderr=subprocess.STDOUT)
+        self.pid = self.proc.pid
+        if not wait_for(lambda: self.proc.poll() is not None or accepts(self.port), timeout=15):
+            kill(self.proc)
+            raise BenchError("nginx did not accept connections within 15 s")
+        if self.proc.poll() is not None:
+            why = tail(self.err_path) or tail(os.path.join(self.tmp, "error.log"))
+            kill(self.proc)
+            raise BenchError(f"nginx exited with {self.proc.returncode}: {why}")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        kill(self.proc)
+
+
+WRK_RPS = re.compile(r"^Requests/sec:\s+([\d.]+)", re.M)
+WRK_P99 = re.compile(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", re.M)
+WRK_BAD = re.compile(r"^\s*(Non-2xx or 3xx responses: \d+|Socket errors: .*)$", re.M)
+
+
+def run_wrk(port, path, duration, cpu):
+    """wrk -c 50 (one thread) for whole seconds; (requests/s, p99 us)."""
+    argv = ["wrk", "-t", "1", "-c", "50", "-d", f"{duration}s", "--timeout", "5s", "--latency",
+            f"http://{HOST}:{port}/{path}"]
+    proc = spawn(argv, cpu, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        out, _ = proc.communicate(timeout=duration + 60)
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"wrk still running after {duration + 60} s") from None
+    finally:
+        kill(proc)
+    text = out.decode(errors="replace")
+    rps, p99, bad = WRK_RPS.search(text), WRK_P99.search(text), WRK_BAD.search(text)
+    if proc.returncode != 0 or not rps or not p99:
+        raise BenchError(f"wrk exited with {proc.returncode}: {text.strip()[-200:]}")
+    if bad:
+        raise BenchError(f"wrk: {bad.group(1).strip()}")
+    scale = {"us": 1.0, "ms": 1e3, "s": 1e6}[p99.group(2)]
+    return float(rps.group(1)), float(p99.group(1)) * scale
+
+
+def check_files(port, root):
+    """One plain GET per file, compared with the file: a server answering
+    wrong bodies fast must not make the table."""
+    for name, _ in HTTP_FILES:
+        with open(os.path.join(root, name), "rb") as f:
+            want = f.read()
+        with socket.create_connection((HOST, port), timeout=10) as s:
+            s.sendall(f"GET /{name} HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n"
+                      .encode())
+            data = b""
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                chunk = s.recv(1 << 20)
+                if not chunk:
+                    break
+                data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 200") or body != want:
+            raise BenchError(f"GET /{name} did not return the file ({head[:40]!r}, "
+                             f"{len(body)} of {len(want)} bytes)")
+
+
+def http_section(cfg, logdir):
+    """nginx and http_server, a fresh server per run, each file under wrk
+    -c 50 in interleaved rounds (order rotating); ratios are medians of
+    per-round http_server/nginx pairs."""
+    ours = find_binary(cfg.build, HTTP_SERVER)
+    if not ours:
+        return None, "http_server not built: skipped the HTTP section"
+    if not (shutil.which("nginx") and shutil.which("wrk")):
+        return None, "nginx or wrk not installed (./dev bench installs nginx-light, wrk): skipped"
+    root = make_docroot()
+    duration = max(1, round(cfg.duration))
+    names = ("nginx", "http_server")
+    samples = {}  # (server, file) -> {round: (rps, p99)}
+    failures = []
+    try:
+        for rnd in range(cfg.rounds):
+            order = names[rnd % 2:] + names[:rnd % 2]
+            for name, _ in HTTP_FILES:
+                for server in order:
+                    progress(f"http round {rnd + 1}/{cfg.rounds}: {server} /{name}")
+                    try:
+                        if server == "nginx":
+                            srv = Nginx(cfg.server_cpu, root, logdir)
+                        else:
+                            srv = Server([ours, "--root", root], cfg.server_cpu, logdir,
+                                         "http_server")
+                        with srv:
+                            if rnd == 0:
+                                check_files(srv.port, root)
+                            samples.setdefault((server, name), {})[rnd] = run_wrk(
+                                srv.port, name, duration, cfg.client_cpu)
+                    except BenchError as e:
+                        failures.append(f"{server} /{name}, round {rnd + 1}: {e}")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+        progress("")
+    rows = []
+    for name, size in HTTP_FILES:
+        theirs, mine = samples.get(("nginx", name), {}), samples.get(("http_server", name), {})
+        paired = [r for r in mine if r in theirs]
+        row = {"file": name, "bytes": size, "rounds": len(paired), "duration": duration}
+        for key, runs in (("nginx", theirs), ("http_server", mine)):
+            row[f"{key}_rps"] = statistics.median(v[0] for v in runs.values()) if runs else None
+            row[f"{key}_p99_us"] = statistics.median(v[1] for v in runs.values()) if runs else None
+        row["ratio"] = statistics.median(mine[r][0] / theirs[r][0] for r in paired) \
+            if paired else None
+        row["p99_ratio"] = statistics.median(mine[r][1] / theirs[r][1] for r in paired) \
+            if paired else None
+        rows.append(row)
+    return {"rows": rows, "failures": failures, "duration": duration}, None
+
+
+def print_http(report):
+    print(f"http: wrk -t 1 -c 50 --latency, {report['duration']} s per run; ratio = "
+          "http_server / nginx, paired per round")
+    print(f"{'file':<8} {'nginx req/s':>12} {'ours req/s':>11} {'ratio':>6} "
+          f"{'nginx p99 us':>13} {'ours p99 us':>12} {'p99 x':>6}")
+    for r in report["rows"]:
+        print(f"{r['file']:<8} {fmt(r['nginx_rps'], ',.0f', 12)} "
+              f"{fmt(r['http_server_rps'], ',.0f', 11)} {fmt(r['ratio'], '.2f', 6)} "
+              f"{fmt(r['nginx_p99_us'], ',.0f', 13)} {fmt(r['http_server_p99_us'], ',.0f', 12)} "
+              f"{fmt(r['p99_ratio'], '.2f', 6)}")
 
 
 # ---------------------------------------------------------------------------
@@ -662,7 +961,7 @@ def scaling_resp(cfg, threads, cpus, logdir, resp):
             srv = servers.enter_context(Server([resp, "--threads", str(n)], server_cpu, logdir,
                                                name))
             targets.append((name, srv.port))
-        results = redis_rounds(cfg, targets, client_cpu)
+        results = redis_rounds(cfg, targets, client_cpu, SCALING_REDIS_TESTS)
     out = []
     for pipeline in (1, 16):
         for test in redis_tests(results):
@@ -731,15 +1030,26 @@ def settle_rss(pid, timeout=3.0):
     return last
 
 
+def closed_since(pid, fds, timeout=5.0):
+    """Waits (up to timeout) until pid holds no more descriptors than
+    `fds`, counted before a load: the load's connections are reset when it
+    exits, but a busy server may take a moment to see that, and a count taken
+    meanwhile would make the idle connections look one short forever."""
+    wait_for(lambda: fd_count(pid) <= fds, timeout)
+    return fd_count(pid)
+
+
 def memory_one(cfg, contender, logdir):
     cmd = contender.command(cfg.build, cfg.python)
     lg_bin = os.path.join(cfg.build, "tests/bench/loadgen")
     with Server(cmd, cfg.server_cpu, logdir, contender.name) as server:
+        start_fds = fd_count(server.pid)
         # One short exchange first, so the baseline already holds whatever
         # the first connection initialises lazily (buffers, pools, code).
-        warm = Load("warm", "warm", 1, 64, 1)
+        warm = Load("warm", "warm", 1, 64, 1, lines=contender.lines)
         run_loadgen(loadgen_argv(cfg, server.port, warm, 0.2, 0), cfg.client_cpu, server.pid, 30)
-        base_rss, base_fds = settle_rss(server.pid), fd_count(server.pid)
+        base_fds = closed_since(server.pid, start_fds)
+        base_rss = settle_rss(server.pid)
         hold = spawn([lg_bin, "--host", HOST, "--port", str(server.port), "--conns", "0",
                       "--idle", str(cfg.idle), "--duration", "120", "--warmup", "0",
                       "--connect-timeout", "30"], cfg.client_cpu,
@@ -813,6 +1123,253 @@ def print_memory(rows):
 
 
 # ---------------------------------------------------------------------------
+# Idle scale (--idle-scale): idle connections 1k .. the limits, per step the
+# server's RSS and the kernel's socket memory per connection, the time to
+# open them, and what they cost the active connections.
+
+IDLE_SCALE_STEPS = (1000, 2000, 5000, 10000, 20000, 50000, 100000, 200000, 500000, 1000000)
+SERVER_FD_MARGIN = 500  # the server's own descriptors and the 50 active connections
+CLIENT_FD_MARGIN = 1000  # per holder process: below its descriptor limit
+# Of the ephemeral range, the share one source address opens: connect()
+# looks for a free port among half the range first (one parity; the other
+# is bind()'s), and past that half every connect() scans the first half in
+# vain (opening 19,000 from one address took 10 s, 10,000 took 0.8 s).
+PORT_SHARE = 0.45
+MEMORY_SHARE = 0.5  # of MemAvailable at the start that the connections may take
+
+
+def read_first_ints(path):
+    """The integers on the first line of a /proc or /sys file, or None."""
+    try:
+        with open(path) as f:
+            return [int(x) for x in f.readline().split()]
+    except (OSError, ValueError):
+        return None
+
+
+def meminfo(field):
+    """A /proc/meminfo field in bytes."""
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def sockstat():
+    """/proc/net/sockstat: all sockets in use, TCP sockets (in use and
+    allocated) and the pages of TCP buffer memory, system-wide."""
+    text = read_proc("/proc/net/sockstat")
+    used = re.search(r"sockets: used (\d+)", text)
+    tcp = re.search(r"TCP: inuse (\d+) orphan \d+ tw (\d+) alloc (\d+) mem (\d+)", text)
+    return {"sockets_used": int(used.group(1)), "tcp_inuse": int(tcp.group(1)),
+            "tcp_tw": int(tcp.group(2)), "tcp_alloc": int(tcp.group(3)),
+            "tcp_mem_pages": int(tcp.group(4)), "slab": meminfo("Slab")}
+
+
+def machine_limits():
+    """Every limit that bounds how many idle connections this machine can
+    hold, as read now; None where the kernel has no such knob (conntrack
+    not loaded)."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    hard = hard if hard != resource.RLIM_INFINITY else 1 << 30
+    ports = read_first_ints("/proc/sys/net/ipv4/ip_local_port_range") or [32768, 60999]
+    file_nr = read_first_ints("/proc/sys/fs/file-nr") or [0, 0, 0]
+    return {
+        "nofile_hard": hard,
+        "nr_open": (read_first_ints("/proc/sys/fs/nr_open") or [None])[0],
+        "file_max": (read_first_ints("/proc/sys/fs/file-max") or [None])[0],
+        "files_open": file_nr[0],
+        "ephemeral_ports": ports[1] - ports[0] + 1,
+        "port_range": ports,
+        "somaxconn": (read_first_ints("/proc/sys/net/core/somaxconn") or [None])[0],
+        "tcp_max_syn_backlog":
+            (read_first_ints("/proc/sys/net/ipv4/tcp_max_syn_backlog") or [None])[0],
+        "tcp_mem_pages": read_first_ints("/proc/sys/net/ipv4/tcp_mem"),
+        "conntrack_max": (read_first_ints("/proc/sys/net/netfilter/nf_conntrack_max")
+                          or [None])[0],
+        "conntrack_count": (read_first_ints("/proc/sys/net/netfilter/nf_conntrack_count")
+                            or [None])[0],
+        "mem_available": meminfo("MemAvailable"),
+        "page_size": PAGE_SIZE,
+    }
+
+
+def idle_cap(limits, per_conn_bytes):
+    """(most idle connections this machine allows, the limit that says so,
+    every limit's own bound)."""
+    bounds = {}
+    bounds["server descriptors (RLIMIT_NOFILE hard limit "
+           f"{limits['nofile_hard']:,}, one server process)"] = \
+        limits["nofile_hard"] - SERVER_FD_MARGIN
+    if limits["file_max"]:
+        # Both ends of each loopback connection are open files.
+        bounds[f"fs.file-max {limits['file_max']:,} (two files per loopback connection)"] = \
+            (limits["file_max"] - limits["files_open"]) // 2 - 1000
+    if limits["conntrack_max"]:
+        bounds[f"nf_conntrack_max {limits['conntrack_max']:,}"] = \
+            int((limits["conntrack_max"] - (limits["conntrack_count"] or 0)) * 0.9)
+    bounds[f"memory ({MEMORY_SHARE:.0%} of MemAvailable "
+           f"{limits['mem_available'] / 2**30:.1f} GiB at {per_conn_bytes:,.0f} B "
+           "per connection, both ends)"] = \
+        int(limits["mem_available"] * MEMORY_SHARE / max(1.0, per_conn_bytes))
+    name = min(bounds, key=bounds.get)
+    return max(0, bounds[name]), name, bounds
+
+
+def source_address(k):
+    """The k-th holder's source address: 127.0.0.2, 127.0.0.3, ... across
+    127.0.0.0/8, so no address runs out of ephemeral ports."""
+    n = k + 2
+    return f"127.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}"
+
+
+def hold_idle(cfg, port, count, limits, logdir):
+    """Holder processes (loadgen --conns 0 --idle K) that together open
+    `count` idle connections: each within its descriptor limit and within
+    one source address's share of the ephemeral ports, each from its own
+    address. Returns the processes and their stderr paths."""
+    per_proc = min(limits["nofile_hard"] - CLIENT_FD_MARGIN,
+                   int(limits["ephemeral_ports"] * PORT_SHARE))
+    if per_proc < 1:
+        raise BenchError("no room for a holder process: descriptor limit or port range too small")
+    lg_bin = os.path.join(cfg.build, "tests/bench/loadgen")
+    procs = []
+    k = 0
+    left = count
+    while left > 0:
+        n = min(per_proc, left)
+        err = os.path.join(logdir, f"holder-{k}.err")
+        with open(err, "w") as f:
+            proc = spawn([lg_bin, "--host", HOST, "--port", str(port), "--conns", "0", "--idle",
+                          str(n), "--duration", str(cfg.scale_hold), "--warmup", "0",
+                          "--connect-timeout", "60", "--bind", source_address(k)],
+                         cfg.client_cpu, stdout=subprocess.DEVNULL, stderr=f)
+        procs.append((proc, err))
+        left -= n
+        k += 1
+    return procs
+
+
+def pingpong_once(cfg, port, pid, duration, warmup):
+    """50 x 64 B ping-pong against a running server: msgs/s."""
+    load = Load("pingpong", "ping-pong", 50, 64, 1)
+    result, _ = run_loadgen(loadgen_argv(cfg, port, load, duration, warmup), cfg.client_cpu, pid,
+                            timeout=duration + warmup + 60)
+    return result["msgs_per_s"]
+
+
+def idle_scale_one(cfg, contender, count, limits, logdir):
+    """One step for one server: a fresh server, its ping-pong with 0 idle,
+    then `count` idle connections opened and measured, then the ping-pong
+    again with them held."""
+    cmd = contender.command(cfg.build, cfg.python)
+    row = {"contender": contender.name, "idle": count}
+    with Server(cmd, cfg.server_cpu, logdir, contender.name) as server:
+        start_fds = fd_count(server.pid)
+        row["msgs_0"] = pingpong_once(cfg, server.port, server.pid, cfg.scale_duration,
+                                      cfg.warmup)
+        base_fds = closed_since(server.pid, start_fds)
+        base_rss = settle_rss(server.pid)
+        before = sockstat()
+        holders = hold_idle(cfg, server.port, count, limits, logdir)
+        try:
+            start = time.monotonic()
+            deadline = start + 60 + count / 500
+
+            def ready():
+                for proc, _ in holders:
+                    if proc.poll() is not None:
+                        raise BenchError(f"a holder exited with {proc.returncode} while "
+                                         f"connecting: {tail(holders[0][1], 2)}")
+                return fd_count(server.pid) >= base_fds + count
+
+            while not ready():
+                if time.monotonic() > deadline:
+                    raise BenchError(f"server had {fd_count(server.pid) - base_fds:,} of "
+                                     f"{count:,} connections after {deadline - start:.0f} s")
+                time.sleep(0.02)
+            row["connect_s"] = time.monotonic() - start
+            # Right after a burst of connects the kernel's workers stay busy
+            # for about a second: let them finish before anything is read.
+            time.sleep(1.0)
+            rss = settle_rss(server.pid)
+            after = sockstat()
+            row["msgs_n"] = pingpong_once(cfg, server.port, server.pid, cfg.scale_duration,
+                                          cfg.warmup + 1.0)
+        finally:
+            for proc, _ in holders:
+                kill(proc)
+    row.update(
+        user_per_conn=(rss - base_rss) / count,
+        slab_per_conn=(after["slab"] - before["slab"]) / count,
+        sockets_added=after["sockets_used"] - before["sockets_used"],
+        tcp_mem_pages=after["tcp_mem_pages"] - before["tcp_mem_pages"],
+        tcp_mem_pages_total=after["tcp_mem_pages"],
+        active_ratio=row["msgs_n"] / row["msgs_0"] if row["msgs_0"] else None)
+    return row
+
+
+def idle_scale_section(cfg, contenders, logdir):
+    limits = machine_limits()
+    report = {"target": cfg.idle_max, "limits": limits, "rows": [], "steps": [],
+              "stopped_by": None, "duration": cfg.scale_duration}
+    steps = sorted({n for n in IDLE_SCALE_STEPS if n < cfg.idle_max} | {cfg.idle_max})
+    for want in steps:
+        # Memory per connection (user + kernel), the largest measured so
+        # far; 16 KiB, more than any server here takes, before the first.
+        measured = [r["user_per_conn"] + max(0.0, r["slab_per_conn"]) for r in report["rows"]
+                    if "error" not in r]
+        per_conn = max(measured) if measured else 16384.0
+        cap, limit, bounds = idle_cap(machine_limits(), per_conn)
+        count = min(want, cap)
+        if count < want:
+            report["stopped_by"] = (f"{limit}: at most {cap:,} idle connections, "
+                                    f"{want:,} wanted")
+        report["bounds"] = bounds
+        if count <= (report["steps"][-1] if report["steps"] else 0):
+            break
+        report["steps"].append(count)
+        for c in contenders:
+            progress(f"idle scale: {c.name} with {count:,} idle connections")
+            try:
+                row = idle_scale_one(cfg, c, count, limits, logdir)
+            except BenchError as e:
+                row = {"contender": c.name, "idle": count, "error": str(e)}
+            report["rows"].append(row)
+        if report["stopped_by"]:
+            break
+    if not report["stopped_by"]:
+        report["stopped_by"] = f"the target, --idle-max {cfg.idle_max:,}"
+    progress("")
+    return report
+
+
+def print_idle_scale(report):
+    lim = report["limits"]
+    print(f"idle scale: up to --idle-max {report['target']:,}; stopped by {report['stopped_by']}")
+    print(f"  limits: RLIMIT_NOFILE hard {lim['nofile_hard']:,}, fs.nr_open {lim['nr_open']}, "
+          f"fs.file-max {lim['file_max']}, ephemeral ports {lim['ephemeral_ports']:,} "
+          f"per source address, somaxconn {lim['somaxconn']}, nf_conntrack_max "
+          f"{lim['conntrack_max'] if lim['conntrack_max'] else 'n/a (conntrack not loaded)'}, "
+          f"tcp_mem {lim['tcp_mem_pages']} pages")
+    print(f"{'contender':<17} {'idle':>7} {'connect s':>9} {'conn/s':>8} {'user B/conn':>11} "
+          f"{'kernel B/conn':>13} {'sockets +':>9} {'TCP mem pg':>10} {'active x':>8}")
+    for r in report["rows"]:
+        head = f"{r['contender']:<17} {r['idle']:>7,}"
+        if "error" in r:
+            print(f"{head} FAILED ({r['error']})")
+            continue
+        print(f"{head} {r['connect_s']:>9.2f} {r['idle'] / r['connect_s']:>8,.0f} "
+              f"{r['user_per_conn']:>11,.0f} {r['slab_per_conn']:>13,.0f} "
+              f"{r['sockets_added']:>9,} {r['tcp_mem_pages']:>10,} "
+              f"{fmt(r['active_ratio'], '.2f', 8)}")
+    print("  kernel B/conn: growth of the kernel's slab (/proc/meminfo Slab) per connection, "
+          "both loopback ends and the holders' epoll entries included; system-wide, so other "
+          "processes' allocations show in it")
+
+
+# ---------------------------------------------------------------------------
 # Set-up and main
 
 
@@ -857,7 +1414,9 @@ def parse_args():
     p.add_argument("--only", default="", help="comma-separated contenders to run "
                    f"({BASELINE} always runs too: it is every ratio's reference)")
     p.add_argument("--load", default="", help="comma-separated loads: pingpong,pipelined,idle")
-    p.add_argument("--sections", default="throughput,redis,scaling,memory")
+    p.add_argument("--sections", default=",".join(DEFAULT_SECTIONS),
+                   help=f"comma-separated, from {','.join(SECTIONS)} "
+                   f"(default {','.join(DEFAULT_SECTIONS)})")
     p.add_argument("--rounds", type=int, help="interleaved rounds (default 4, --quick 2)")
     p.add_argument("--duration", type=float, help="measured seconds per run (default 1.5)")
     p.add_argument("--warmup", type=float, help="warm-up seconds per run (default 0.5)")
@@ -866,6 +1425,16 @@ def parse_args():
                    help="suspended Tasks for the memory section (default 10000)")
     p.add_argument("--scaling-threads", default="1,2",
                    help="server thread counts for the scaling section (default 1,2)")
+    p.add_argument("--idle-steps", default="0,1000,2000,5000,10000",
+                   help="idle connection counts of the idlecurve section")
+    p.add_argument("--idle-scale", action="store_true",
+                   help="add the idlescale section (idle connections up to the limits)")
+    p.add_argument("--idle-max", type=int, default=1000000,
+                   help="idlescale's target; it stops earlier at the first limit it meets "
+                   "(default 1000000)")
+    p.add_argument("--charts", help="directory for the PNG and SVG charts (default: beside "
+                   "the JSON, tests/bench/results/bench-TIMESTAMP/)")
+    p.add_argument("--no-charts", action="store_true", help="do not draw charts")
     p.add_argument("--quick", action="store_true", help="a short sanity run (~30 s)")
     p.add_argument("--json", help="also write the results here "
                    "(default: tests/bench/results/bench-TIMESTAMP.json)")
@@ -876,11 +1445,22 @@ def parse_args():
         p.error("--scaling-threads takes comma-separated numbers, e.g. 1,2")
     if cfg.scaling_threads[0] < 1 or cfg.tasks < 1:
         p.error("--scaling-threads and --tasks take positive numbers")
+    try:
+        cfg.idle_steps = sorted({int(n) for n in cfg.idle_steps.split(",")})
+    except ValueError:
+        p.error("--idle-steps takes comma-separated numbers, e.g. 0,1000,10000")
+    if cfg.idle_steps[0] < 0 or cfg.idle_max < 1:
+        p.error("--idle-steps and --idle-max take non-negative and positive numbers")
     # Fewer and shorter scaling runs than throughput runs by default: the
     # section measures four servers per round and should stay well under a
     # minute. An explicit --rounds or --duration applies to it as well.
     cfg.scaling_rounds = cfg.rounds or (2 if cfg.quick else 3)
     cfg.scaling_duration = cfg.duration or (0.5 if cfg.quick else 1.0)
+    # The idle curve runs 5 loads per contender: as the scaling section.
+    cfg.curve_rounds = cfg.scaling_rounds
+    cfg.curve_duration = cfg.scaling_duration
+    cfg.scale_duration = cfg.duration or (0.5 if cfg.quick else 1.0)
+    cfg.scale_hold = 900  # seconds a holder of idle connections lives at most
     cfg.rounds = cfg.rounds or (2 if cfg.quick else 4)
     cfg.duration = cfg.duration or (0.5 if cfg.quick else 1.5)
     cfg.warmup = cfg.warmup if cfg.warmup is not None else (0.2 if cfg.quick else 0.5)
@@ -890,14 +1470,18 @@ def parse_args():
     return cfg
 
 
-def select_contenders(cfg):
+def select_contenders(cfg, candidates=CONTENDERS, baseline=BASELINE):
+    """The contenders of `candidates` to run: all, or those --only names
+    plus the baseline; none when --only names none of them."""
     wanted = {n for n in cfg.only.split(",") if n}
-    unknown = wanted - {c.name for c in CONTENDERS}
+    unknown = wanted - {c.name for c in CONTENDERS + LINE_CONTENDERS}
     if unknown:
         sys.exit(f"run.py: unknown contender(s): {', '.join(sorted(unknown))}")
+    if wanted and not wanted & {c.name for c in candidates}:
+        return []
     chosen = []
-    for c in CONTENDERS:
-        if wanted and c.name not in wanted and c.name != BASELINE:
+    for c in candidates:
+        if wanted and c.name not in wanted and c.name != baseline:
             continue
         why = c.missing(cfg.build, cfg.python)
         if why:
@@ -936,13 +1520,19 @@ def main():
         os.sched_setaffinity(0, {cfg.client_cpu})
     cfg.idle = fit_idle(cfg.idle, 50)
     sections = set(cfg.sections.split(","))
-    unknown = sections - {"throughput", "redis", "scaling", "memory"}
+    if cfg.idle_scale:
+        sections.add("idlescale")
+    unknown = sections - set(SECTIONS)
     if unknown:
         sys.exit(f"run.py: unknown section(s): {', '.join(sorted(unknown))}")
     contenders = select_contenders(cfg)
+    line_contenders = select_contenders(cfg, LINE_CONTENDERS, LINE_BASELINE)
+    curve_contenders = [c for c in contenders if c.name in IDLE_CURVE]
+    cfg.idle_steps = sorted({fit_idle(n, 50) for n in cfg.idle_steps})
     loads = [l for l in make_loads(cfg.idle) if not cfg.load or l.key in cfg.load.split(",")]
     report = {"machine": machine_line(), "clk_tck": CLK_TCK,
-              "contenders": {c.name: c.about for c in contenders}, "config": {
+              "date": time.strftime("%Y-%m-%d %H:%M"),
+              "contenders": {c.name: c.about for c in contenders + line_contenders}, "config": {
         k: v for k, v in vars(cfg).items() if isinstance(v, (int, float, str, type(None)))}}
     failed = False
     logdir = tempfile.mkdtemp(prefix="asyncore-bench-")
@@ -961,6 +1551,11 @@ def main():
             print()
             print_throughput(report["throughput"])
             failed |= any(e["failures"] for e in report["throughput"])
+        if "lines" in sections and line_contenders:
+            report["lines"] = lines_section(cfg, line_contenders, logdir)
+            print()
+            print_throughput(report["lines"])
+            failed |= any(e["failures"] for e in report["lines"])
         if "redis" in sections:
             try:
                 results, skipped = redis_section(cfg, logdir)
@@ -971,33 +1566,77 @@ def main():
             if results:
                 print()
                 report["redis"] = print_redis(results)
+        if "http" in sections:
+            try:
+                results, skipped = http_section(cfg, logdir)
+            except BenchError as e:
+                results, skipped, failed = None, f"http section failed: {e}", True
+            if skipped:
+                NOTES.add(skipped)
+            if results:
+                report["http"] = results
+                print()
+                print_http(results)
+                failed |= bool(results["failures"])
+        if "idlecurve" in sections and curve_contenders:
+            report["idle_curve"] = idle_curve_section(cfg, curve_contenders, logdir)
+            print()
+            print_idle_curve(report["idle_curve"])
+            failed |= any(r["failures"] for r in report["idle_curve"]["rows"])
         if "scaling" in sections:
             report["scaling"] = scaling_section(cfg, logdir)
             print()
             print_scaling(report["scaling"])
             failed |= any(r["failures"] for r in report["scaling"]["rows"])
-        if "memory" in sections and contenders:
-            report["memory"] = memory_section(cfg, contenders, logdir)
+        if "memory" in sections and contenders + line_contenders:
+            report["memory"] = memory_section(cfg, contenders + line_contenders, logdir)
             print()
             print_memory(report["memory"])
             failed |= any("error" in r for r in report["memory"])
+        if "idlescale" in sections and curve_contenders:
+            report["idle_scale"] = idle_scale_section(cfg, curve_contenders, logdir)
+            print()
+            print_idle_scale(report["idle_scale"])
+            failed |= any("error" in r for r in report["idle_scale"]["rows"])
     finally:
         kill_all()
     for e in report.get("throughput", []):
         for f in e["failures"]:
             NOTES.add(f"{e['contender']} / {e['load']}: {f}")
+    for e in report.get("lines", []):
+        for f in e["failures"]:
+            NOTES.add(f"lines, {e['contender']} / {e['load']}: {f}")
+    for f in report.get("http", {}).get("failures", []):
+        NOTES.add(f"http, {f}")
+    for r in report.get("idle_curve", {}).get("rows", []):
+        for f in r["failures"]:
+            NOTES.add(f"idle curve, {r['contender']}: {f}")
     for r in report.get("scaling", {}).get("rows", []):
         for f in r["failures"]:
             NOTES.add(f"scaling, {r['server']} / {r['load']}: {f}")
-    note_noise(report.get("throughput", []))
+    note_noise(report.get("throughput", []) + report.get("lines", []) +
+               report.get("idle_curve", {}).get("rows", []))
     report["notes"] = sorted(NOTES)
     if NOTES:
         print("\nnotes:")
         for n in sorted(NOTES):
             print(f"  - {n}")
-    save(report, cfg.json)
+    path = save(report, cfg.json)
     shutil.rmtree(logdir, ignore_errors=True)
+    if not cfg.no_charts:
+        draw_charts(path, cfg.charts or os.path.splitext(path)[0])
     return 1 if failed else 0
+
+
+def draw_charts(json_path, outdir):
+    """charts.py on this run's JSON; a missing matplotlib is a note, not a
+    failure (./dev bench installs python3-matplotlib)."""
+    proc = subprocess.run([sys.executable, os.path.join(HERE, "charts.py"), json_path, outdir],
+                          capture_output=True, text=True, timeout=300)
+    if proc.returncode == 0:
+        print(proc.stdout.strip())
+    else:
+        print(f"charts not drawn: {(proc.stderr or proc.stdout).strip().splitlines()[-1:]}")
 
 
 def note_noise(table):
@@ -1016,6 +1655,7 @@ def save(report, path):
     with open(path, "w") as f:
         json.dump(report, f, indent=1)
     print(f"\nresults: {path}")
+    return path
 
 
 if __name__ == "__main__":
