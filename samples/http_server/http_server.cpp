@@ -19,6 +19,8 @@
 #include <asyncore/loop.hpp>
 #include <asyncore/task.hpp>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -222,6 +224,10 @@ Task<void> refuse(AsyncSocket& conn, const Config& cfg, int status, std::string_
 // reading resumes only when no complete request is buffered. Every wait is
 // bounded by the timeouts above; a client that runs into one is closed.
 Task<void> serve(AsyncSocket conn, const Config& cfg) {
+    // A response's head and body leave in two sends: with Nagle's algorithm
+    // the body would wait for the client's delayed ACK (40 ms). nginx sets
+    // TCP_NODELAY on keep-alive connections too.
+    conn.setsockopt(IPPROTO_TCP, TCP_NODELAY, 1);
     std::string buf;
     // The first request has the header timeout from the start: a client
     // that connects and says nothing is no idle keep-alive connection.
