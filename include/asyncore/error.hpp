@@ -40,6 +40,20 @@ class ExitNow : public std::exception {
     const char* what() const noexcept override { return "asyncore::ExitNow"; }
 };
 
+/// Thrown by an awaitable whose timeout expired (errc::timed_out).
+class TimeoutError : public std::system_error {
+  public:
+    explicit TimeoutError(const char* what = "timed out")
+        : std::system_error(make_error_code(errc::timed_out), what) {}
+};
+
+/// Thrown at a task's suspension point by TaskRef::terminate() (errc::cancelled).
+class Cancelled : public std::system_error {
+  public:
+    explicit Cancelled(const char* what = "task terminated")
+        : std::system_error(make_error_code(errc::cancelled), what) {}
+};
+
 /// Throws std::system_error(err, std::generic_category(), what).
 [[noreturn]] void throw_errno(int err, const char* what);
 
