@@ -19,3 +19,4 @@
 #include <asyncore/task.hpp>
 #include <asyncore/thread_pool.hpp>
 #include <asyncore/tls.hpp>
+#include <asyncore/version.hpp>
