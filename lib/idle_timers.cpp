@@ -9,7 +9,7 @@
 
 namespace asyncore::detail {
 
-IdleTimers::IdleTimers(MapCore& core) : core_(core) {
+IdleTimers::IdleTimers(MapCore& core) {
     timer_ = evtimer_new(core.base, on_timer, this);
     if (timer_ == nullptr) throw std::bad_alloc();
 }

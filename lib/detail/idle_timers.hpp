@@ -79,7 +79,6 @@ class IdleTimers {
         e->index = i;
     }
 
-    MapCore& core_;
     event* timer_ = nullptr;
     std::vector<IdleEntry*> heap_;
     /// The deadline the timer is armed for (max when disarmed).
