@@ -175,6 +175,15 @@ TEST_SUITE("smtp") {
               "250 Syntax: RCPT TO: <address> [SP <mail-parameters>]\r\n");
     }
 
+    TEST_CASE("client text echoed in a reply cannot break its line: CR and LF become spaces") {
+        Chat chat;
+        const std::size_t greeting = chat.sent().size();
+        chat.feed("FOO\rBAR\nBAZ\r\nVRFY @\nx\r\n");
+        CHECK(chat.sent().substr(greeting) ==
+              "500 Error: command \"FOO BAR BAZ\" not recognized\r\n"
+              "502 Could not VRFY @ x\r\n");
+    }
+
     TEST_CASE("QUIT answers 221 and closes once sent; later input is ignored") {
         Chat chat;
         chat.write_line("HELO example");

@@ -146,8 +146,15 @@ void Session::start() {
     flush();
 }
 
+// Some replies echo the client's text (an unknown command, VRFY's argument),
+// in which a bare CR or LF would end the line early and forge a reply line
+// of the client's making: they become spaces, as redis does in its errors.
 void Session::reply(std::string_view line) {
+    const std::size_t start = out_.size();
     out_.append(line);
+    for (std::size_t i = start; i < out_.size(); ++i) {
+        if (out_[i] == '\r' || out_[i] == '\n') out_[i] = ' ';
+    }
     out_.append("\r\n");
 }
 

@@ -14,7 +14,10 @@
 //     state, as after any other message (smtpd stays in DATA state and reads
 //     the client's next commands as message text);
 //   - the extended MAIL line limit belongs to the session (smtpd keeps it in
-//     a class attribute that every connection shares and resets).
+//     a class attribute that every connection shares and resets);
+//   - a CR or LF of the client's text echoed in a reply (an unknown command,
+//     VRFY's argument) is sent as a space, so that every reply line ends
+//     where the server ends it (smtpd sends them as they came).
 //
 // STARTTLS (RFC 3207), which smtpd lacks, when SessionOptions::starttls is
 // set: EHLO advertises it until TLS runs; "STARTTLS" answers "220 Ready to
