@@ -6,7 +6,10 @@
 // up to the read after which parsing stopped (redis checks the line limit
 // after each read, so where a long line is cut decides whether it is too
 // long: that read is where the comparison ends). After a protocol error
-// nothing more is parsed, and no second error comes.
+// nothing more is parsed, and no second error comes. The line limit holds:
+// a read that ends with more than the limit in an unfinished first line
+// (no LF yet, or an inline line with a NUL, which redis never ends) stops
+// parsing with an error.
 //
 // Encoded mode: the input is a list of requests, each written as a multibulk
 // request or as an inline line (arguments in double quotes with \xHH escapes
@@ -103,6 +106,14 @@ void expect(const std::vector<Event>& want, const std::vector<Event>& got, const
 
 // -- Raw mode -------------------------------------------------------------------------
 
+// Whether the first `n` bytes end in an unfinished first line: no LF yet,
+// or an inline first line with a NUL before its LF.
+bool first_line_unfinished(std::string_view stream, std::size_t n) {
+    const std::size_t lf = stream.find('\n');
+    if (lf >= n) return true;
+    return stream[0] != '*' && stream.substr(0, lf).find('\0') != std::string_view::npos;
+}
+
 void check_raw(std::string_view stream, const resp::RequestLimits& limits, std::uint32_t seed) {
     for (std::uint32_t i = 0; i < 3; ++i) {
         std::vector<std::string_view> pieces =
@@ -110,8 +121,17 @@ void check_raw(std::string_view stream, const resp::RequestLimits& limits, std::
         std::size_t reads = 0;
         std::vector<Event> split = parse(pieces, limits, reads);
         std::size_t prefix = 0;
-        for (std::size_t k = 0; k < reads; ++k)
+        for (std::size_t k = 0; k < reads; ++k) {
             prefix += pieces[k].size();
+            if (k + 1 < reads && prefix > limits.line && first_line_unfinished(stream, prefix)) {
+                fail("a read ended " + std::to_string(prefix) +
+                     " bytes into an unfinished first line and parsing went on");
+            }
+        }
+        if (prefix > limits.line && first_line_unfinished(stream, prefix) &&
+            (split.empty() || !split.back().error)) {
+            fail("a first line over the limit is no error:" + describe(split));
+        }
         std::size_t one_read = 0;
         expect(parse({stream.substr(0, prefix)}, limits, one_read), split,
                "a split read differs from the same bytes in one read");
