@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 # libFuzzer's status lines: "#1234  NEW    cov: 56 ft: 78 corp: 9/100b ...".
 STATUS = re.compile(r"^#(\d+)\s+\w+\s+cov: (\d+) ft: (\d+) corp: (\d+)/(\S+)")
@@ -65,6 +66,7 @@ def run(args, work):
         *args.extra,
     ]
     print("running:", " ".join(command), flush=True)
+    start = time.monotonic()
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             errors="replace")
     last_status = None
@@ -78,6 +80,7 @@ def run(args, work):
         if m:
             stats[m.group(1)] = int(m.group(2))
     rc = proc.wait()
+    elapsed = time.monotonic() - start
     sys.stdout.flush()
     count, size = corpus_size(work)
     executions = stats.get("number_of_executed_units", "?")
@@ -85,7 +88,7 @@ def run(args, work):
     cov = last_status.group(2) if last_status else "?"
     ft = last_status.group(3) if last_status else "?"
     verdict = "ok" if rc == 0 else f"FAILED (exit status {rc}; crash input under {artifacts})"
-    print(f"{name}: {executions} executions in {args.seconds} s ({per_second} exec/s), "
+    print(f"{name}: {executions} executions in {elapsed:.0f} s ({per_second} exec/s), "
           f"cov: {cov} ft: {ft}, corpus: {count} inputs ({size} bytes), {verdict}")
     return rc
 

@@ -11,11 +11,13 @@
 //   by byte or in pseudo-random pieces. After STARTTLS the host stops
 //   feeding, as SmtpChannel discards plaintext that follows it.
 // - An address get_address() accepts, written again with its local part
-//   re-quoted by quote_string(), parses to the same address. Not for an
-//   argument with the ASCII controls that Python's str.split() takes for
-//   whitespace (LF, VT, FF, CR, 0x1c-0x1f): the parser reads them as atext,
-//   as Python's does, but Domain.domain drops them, so that "a@b.\r"
-//   normalises to "a@b.", which no longer parses. smtpd does the same.
+//   re-quoted by quote_string() and the quoted pairs of a domain literal
+//   escaped again (the normalised address has them unescaped, as Python's
+//   has), parses to the same address. Not for an argument with the ASCII
+//   controls that Python's str.split() takes for whitespace (LF, VT, FF,
+//   CR, 0x1c-0x1f): the parser reads them as atext, as Python's does, but
+//   Domain.domain drops them, so that "a@b.\r" normalises to "a@b.", which
+//   no longer parses. smtpd does the same.
 
 #include <asyncore/async_chat.hpp>
 #include <asyncore/loop.hpp>
@@ -167,6 +169,17 @@ void split_address(std::string_view address, std::string& local, std::string_vie
     rest = address.substr(std::min(i + 1, address.size()));
 }
 
+// "@[literal]" with the quoted pairs of the literal written again.
+std::string requote_domain(std::string_view rest) {
+    if (!rest.starts_with("@[") || !rest.ends_with(']')) return std::string(rest);
+    std::string out = "@[";
+    for (char c : rest.substr(2, rest.size() - 3)) {
+        if (c == '\\' || c == '[' || c == ']') out += '\\';
+        out += c;
+    }
+    return out + "]";
+}
+
 void check_address(std::string_view arg) {
     if (arg.find_first_of("\n\v\f\r\x1c\x1d\x1e\x1f") != std::string_view::npos) return;
     smtp::ParsedAddress parsed;
@@ -181,7 +194,7 @@ void check_address(std::string_view arg) {
     split_address(parsed.address, local, rest);
     // In the argument's form: smtpd normalises an empty local part to ""
     // inside angle brackets and to nothing without them.
-    std::string again = smtp::quote_string(local) + std::string(rest);
+    std::string again = smtp::quote_string(local) + requote_domain(rest);
     if (arg.find_first_not_of(" \t") != std::string_view::npos &&
         arg[arg.find_first_not_of(" \t")] == '<')
         again = "<" + again + ">";
