@@ -190,6 +190,26 @@ TEST_SUITE("smtp") {
               "250 Syntax: RCPT TO: <address> [SP <mail-parameters>]\r\n");
     }
 
+    TEST_CASE("client text echoed in a reply cannot break its line: CR and LF become spaces") {
+        Chat chat;
+        const std::size_t greeting = chat.sent().size();
+        chat.feed("FOO\rBAR\nBAZ\r\nVRFY @\nx\r\n");
+        CHECK(chat.sent().substr(greeting) ==
+              "500 Error: command \"FOO BAR BAZ\" not recognized\r\n"
+              "502 Could not VRFY @ x\r\n");
+    }
+
+    TEST_CASE("a line too long gets the same reply however its reads were split") {
+        // Too long, and not UTF-8 past the limit.
+        const std::string line = std::string(520, 'A') + "\xff\r\n";
+        Chat whole, bytewise;
+        whole.feed(line);
+        for (char c : line)
+            bytewise.feed(std::string_view(&c, 1));
+        CHECK(whole.last() == "500 Error: line too long\r\n");
+        CHECK(bytewise.last() == "500 Error: line too long\r\n");
+    }
+
     TEST_CASE("QUIT answers 221 and closes once sent; later input is ignored") {
         Chat chat;
         chat.write_line("HELO example");

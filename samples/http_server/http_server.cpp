@@ -26,7 +26,6 @@
 
 #include <fcntl.h>
 #include <algorithm>
-#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <optional>
@@ -34,9 +33,12 @@
 #include <string_view>
 
 #include "../common/task_server.hpp"
+#include "http_request.hpp"
 
 using asyncore::AsyncSocket;
 using asyncore::Task;
+using http::parse_request_head;
+using http::Request;
 
 namespace {
 
@@ -53,57 +55,6 @@ using Deadline = std::optional<Clock::time_point>;
 Deadline deadline_after(asyncore::Timeout t) {
     if (!t) return std::nullopt;
     return Clock::now() + std::chrono::duration_cast<Clock::duration>(*t);
-}
-
-struct Request {
-    std::string method, target, version;
-    bool keep_alive = true;
-    std::size_t content_length = 0;
-};
-
-std::string lower(std::string_view s) {
-    std::string out(s);
-    for (char& c : out)
-        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return out;
-}
-
-// Parses the request head (without its final blank line); nullopt if malformed.
-std::optional<Request> parse(std::string_view head) {
-    Request r;
-    std::size_t eol = head.find("\r\n");
-    std::string_view line = head.substr(0, eol);
-    std::size_t sp1 = line.find(' ');
-    std::size_t sp2 = line.rfind(' ');
-    if (sp1 == std::string_view::npos || sp2 == sp1) return std::nullopt;
-    r.method = line.substr(0, sp1);
-    r.target = line.substr(sp1 + 1, sp2 - sp1 - 1);
-    r.version = line.substr(sp2 + 1);
-    if (r.version != "HTTP/1.1" && r.version != "HTTP/1.0") return std::nullopt;
-    if (r.target.empty() || r.target[0] != '/') return std::nullopt;
-    r.keep_alive = r.version == "HTTP/1.1";
-    while (eol != std::string_view::npos) {
-        head.remove_prefix(eol + 2);
-        eol = head.find("\r\n");
-        std::string_view h = head.substr(0, eol);
-        std::size_t colon = h.find(':');
-        if (colon == std::string_view::npos || colon == 0) return std::nullopt;
-        std::string name = lower(h.substr(0, colon));
-        std::string_view value = h.substr(colon + 1);
-        while (!value.empty() && (value.front() == ' ' || value.front() == '\t'))
-            value.remove_prefix(1);
-        if (name == "connection") {
-            std::string v = lower(value);
-            if (v == "close") r.keep_alive = false;
-            if (v == "keep-alive") r.keep_alive = true;
-        } else if (name == "content-length") {
-            char* end = nullptr;
-            std::string v(value);
-            r.content_length = std::strtoul(v.c_str(), &end, 10);
-            if (v.empty() || *end != '\0') return std::nullopt;
-        }
-    }
-    return r;
 }
 
 std::string_view content_type(std::string_view path) {
@@ -256,7 +207,7 @@ Task<void> serve(AsyncSocket conn, const Config& cfg) {
                             "request too large\n");
             co_return;
         }
-        std::optional<Request> req = parse(std::string_view(buf).substr(0, end));
+        std::optional<Request> req = parse_request_head(std::string_view(buf).substr(0, end));
         if (!req || req->content_length > cfg.max_request) {
             co_await refuse(conn, cfg, 400, "Bad Request", "bad request\n");
             co_return;

@@ -1,28 +1,26 @@
-// RespChannel: one Redis-protocol client connection, an AsyncChat that
-// switches between a line terminator (request lines, "$N" headers) and a
-// byte count (bulk arguments).
+// RespChannel: one Redis-protocol client connection: the requests a
+// RequestParser reads run on this shard's Commands (or, in a cluster, where
+// a Router sends them), and their replies go back in request order.
 #pragma once
 
-#include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
-#include <vector>
 
 #include <asyncore/async_chat.hpp>
 
 #include "commands.hpp"
-#include "protocol.hpp"
+#include "request_parser.hpp"
 #include "router.hpp"
 #include "shard.hpp"
 
 namespace resp {
 
-/// Parses RESP2 requests (inline and multibulk, pipelined), runs them with
-/// `commands` and queues the replies. All replies produced by one read are
-/// sent with one push. A protocol error gets redis' error reply, and the
-/// connection closes once it is sent; requests after it are ignored, as
-/// redis does. After QUIT likewise.
+/// Runs the requests of one connection and queues the replies. All replies
+/// produced by one read are sent with one push. A protocol error gets
+/// redis' error reply, and the connection closes once it is sent; requests
+/// after it are ignored, as redis does. After QUIT likewise.
 ///
 /// In a cluster of several shards (resp_server --threads N) a Router sends
 /// requests for other shards' keys to them; replies still go out in request
@@ -32,15 +30,12 @@ namespace resp {
 /// nor takes any bytes for that many seconds is closed without a reply, as
 /// redis closes an idle client. redis spares clients in pub/sub mode and
 /// clients blocked in a command such as BLPOP; this server has neither.
-class RespChannel : public asyncore::AsyncChat {
+class RespChannel : public RequestParser {
   public:
     /// Serves the connection on `home`'s thread, its map and its keys; with
     /// more than one shard in `cluster`, requests for other shards' keys go there.
     RespChannel(asyncore::Socket sock, Cluster& cluster, Shard& home);
 
-    void collect_incoming_data(std::string_view data) override;
-    void found_terminator() override;
-    void found_record(std::string_view line) override;
     void handle_read() override;
     /// Not while closing, nor while the peer leaves its replies unread
     /// (output above the high watermark): memory per client stays bounded.
@@ -53,41 +48,15 @@ class RespChannel : public asyncore::AsyncChat {
     static void set_timeout_of_all(asyncore::ChannelMap& map, std::int64_t seconds);
 
   private:
-    enum class State {
-        request,      ///< at a request's first line (inline or "*N")
-        bulk_length,  ///< at a "$N" line
-        bulk,         ///< in a bulk argument (a byte-count terminator)
-        awaiting_cr,  ///< a "*N" or "$N" line ended without CR: redis waits for one
-        stalled,      ///< a NUL inside a request line: only the line limit ends it
-    };
-    enum class Line { inline_request, multibulk_count, bulk_count };
-
-    void start_request(std::string_view line);
-    void header_line(Line kind, std::string_view line);
-    void continue_header(std::string_view line);
-    void stall(Line kind, std::size_t bytes);
-    void multibulk_count(std::string_view digits);
-    void bulk_count(char type, std::string_view digits);
-    std::size_t unfinished_line(Line& kind);
-    void end_bulk();
-    void run();
-    void protocol_error(std::string_view message);
+    void on_request(std::span<const std::string_view> argv) override;
+    void on_protocol_error(std::string_view message) override;
     void flush();
-    void trim_buffers();
     std::string& reply_buffer();
     void set_timeout(std::int64_t seconds);
 
     Commands& commands_;
     std::unique_ptr<Router> router_;  ///< null with one shard: every key is local
-    State state_ = State::request;
-    std::int64_t args_left_ = 0;           ///< bulk arguments still expected
-    Line waiting_ = Line::inline_request;  ///< the unfinished line's kind (awaiting_cr, stalled)
-    char header_first_ = 0;                ///< its first byte
-    std::size_t waiting_bytes_ = 0;        ///< its bytes consumed so far
-    ArgBuffer args_;
-    std::vector<std::string_view> argv_;
-    std::string out_;  ///< replies of the current read, pushed once at its end
-    bool closing_ = false;
+    std::string out_;                 ///< replies of the current read, pushed once at its end
     bool close_queued_ = false;
 };
 

@@ -4,6 +4,7 @@
 #include "smtp_session.hpp"
 
 #include <algorithm>
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <utility>
@@ -146,8 +147,15 @@ void Session::start() {
     flush();
 }
 
+// Some replies echo the client's text (an unknown command, VRFY's argument),
+// in which a bare CR or LF would end the line early and forge a reply line
+// of the client's making: they become spaces, as redis does in its errors.
 void Session::reply(std::string_view line) {
+    const std::size_t start = out_.size();
     out_.append(line);
+    for (std::size_t i = start; i < out_.size(); ++i) {
+        if (out_[i] == '\r' || out_[i] == '\n') out_[i] = ' ';
+    }
     out_.append("\r\n");
 }
 
@@ -163,10 +171,17 @@ std::size_t Session::max_command_size() const noexcept {
     return extended_smtp_ ? std::max(mail_size_limit_, command_size_limit) : command_size_limit;
 }
 
+// smtpd stops keeping input at the read that crosses the limit, so what it
+// keeps of a long line depends on how the line was split into reads; here it
+// is always the first `limit` + 1 bytes, which is enough to tell the line
+// (or message) is too long.
 void Session::collect_incoming_data(std::string_view data) {
     std::size_t limit = state_ == State::command ? max_command_size() : options_.data_size_limit;
-    if (limit != 0 && num_bytes_ > limit) return;
-    if (limit != 0) num_bytes_ += data.size();
+    if (limit != 0) {
+        num_bytes_ += data.size();
+        const std::size_t keep = limit == SIZE_MAX ? limit : limit + 1;
+        data = data.substr(0, keep - std::min(received_.size(), keep));
+    }
     received_.append(data);
 }
 
@@ -182,6 +197,9 @@ void Session::found_terminator() {
 }
 
 void Session::handle_command(std::string line, std::size_t size) {
+    // Too long for any command: the line was cut short on collection, so
+    // neither its UTF-8 nor its command word can be judged.
+    if (size > max_command_size()) return reply("500 Error: line too long");
     if (line.empty() || !valid_utf8(line)) return reply("500 Error: bad syntax");
     auto space = line.find(' ');
     std::string command = upper(std::string_view(line).substr(0, space));

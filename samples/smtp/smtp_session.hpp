@@ -14,7 +14,13 @@
 //     state, as after any other message (smtpd stays in DATA state and reads
 //     the client's next commands as message text);
 //   - the extended MAIL line limit belongs to the session (smtpd keeps it in
-//     a class attribute that every connection shares and resets).
+//     a class attribute that every connection shares and resets);
+//   - a command line longer than any command may be is answered "500 Error:
+//     line too long" whatever its bytes (smtpd decodes what it kept of it
+//     first, which depends on how the line was split into reads);
+//   - a CR or LF of the client's text echoed in a reply (an unknown command,
+//     VRFY's argument) is sent as a space, so that every reply line ends
+//     where the server ends it (smtpd sends them as they came).
 //
 // STARTTLS (RFC 3207), which smtpd lacks, when SessionOptions::starttls is
 // set: EHLO advertises it until TLS runs; "STARTTLS" answers "220 Ready to
