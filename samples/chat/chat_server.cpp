@@ -132,10 +132,12 @@ Session::Session(asyncore::Socket sock, ChatServer& server)
     }
 }
 
+// The welcome goes first: announcing the newcomer may make another client's
+// connection fail, and its "has left" line must not come before it.
 void Session::enter() {
     joined_ = true;
-    server_.join(*this);
     say("* welcome, you are " + name_ + " (/nick NAME to rename, /quit to leave)");
+    server_.join(*this);
 }
 
 void Session::found_record(std::string_view line) {
