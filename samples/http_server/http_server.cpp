@@ -1,5 +1,7 @@
 // HTTP/1.1 on Tasks + AsyncSocket: keep-alive, pipelining, GET /hello, files
-// under --root, 400/404/405/408/431 and a request-size limit.
+// under --root, 400/404/405/408/431/501 and a request-size limit. A request
+// the server cannot parse with certainty (see parse()) gets 400 and the
+// connection closes; so does one with a Transfer-Encoding, with 501.
 //
 //   http_server [--host H] [--port P] [--root DIR] [--max-request BYTES]
 //               [--header-timeout SECONDS] [--keepalive-timeout SECONDS]
@@ -57,6 +59,8 @@ struct Request {
     std::string method, target, version;
     bool keep_alive = true;
     std::size_t content_length = 0;
+    bool has_length = false;
+    bool chunked = false;  ///< a Transfer-Encoding header: not implemented here
 };
 
 std::string lower(std::string_view s) {
@@ -66,7 +70,34 @@ std::string lower(std::string_view s) {
     return out;
 }
 
-// Parses the request head (without its final blank line); nullopt if malformed.
+// RFC 9110's token: what a method and a header name are made of.
+bool is_token(std::string_view s) {
+    if (s.empty()) return false;
+    for (char c : s) {
+        auto u = static_cast<unsigned char>(c);
+        if (std::isalnum(u) == 0 &&
+            std::string_view("!#$%&'*+-.^_`|~").find(c) == std::string_view::npos)
+            return false;
+    }
+    return true;
+}
+
+// Content-Length is 1*DIGIT (RFC 9110 8.6); no sign, no blanks, no hex.
+std::optional<std::size_t> parse_length(std::string_view v) {
+    if (v.empty() || v.size() > 18) return std::nullopt;
+    std::size_t n = 0;
+    for (char c : v) {
+        if (c < '0' || c > '9') return std::nullopt;
+        n = n * 10 + static_cast<std::size_t>(c - '0');
+    }
+    return n;
+}
+
+// Parses the request head (without its final blank line); nullopt if
+// malformed: a method or header name that is no token, a version other than
+// HTTP/1.0 and 1.1, a target that is not a path, a header line without a
+// colon (or folded), a Content-Length that is no number or given twice with
+// different values.
 std::optional<Request> parse(std::string_view head) {
     Request r;
     std::size_t eol = head.find("\r\n");
@@ -74,6 +105,7 @@ std::optional<Request> parse(std::string_view head) {
     std::size_t sp1 = line.find(' ');
     std::size_t sp2 = line.rfind(' ');
     if (sp1 == std::string_view::npos || sp2 == sp1) return std::nullopt;
+    if (!is_token(line.substr(0, sp1))) return std::nullopt;
     r.method = line.substr(0, sp1);
     r.target = line.substr(sp1 + 1, sp2 - sp1 - 1);
     r.version = line.substr(sp2 + 1);
@@ -85,20 +117,24 @@ std::optional<Request> parse(std::string_view head) {
         eol = head.find("\r\n");
         std::string_view h = head.substr(0, eol);
         std::size_t colon = h.find(':');
-        if (colon == std::string_view::npos || colon == 0) return std::nullopt;
+        if (colon == std::string_view::npos || !is_token(h.substr(0, colon))) return std::nullopt;
         std::string name = lower(h.substr(0, colon));
         std::string_view value = h.substr(colon + 1);
         while (!value.empty() && (value.front() == ' ' || value.front() == '\t'))
             value.remove_prefix(1);
+        while (!value.empty() && (value.back() == ' ' || value.back() == '\t'))
+            value.remove_suffix(1);
         if (name == "connection") {
             std::string v = lower(value);
             if (v == "close") r.keep_alive = false;
             if (v == "keep-alive") r.keep_alive = true;
         } else if (name == "content-length") {
-            char* end = nullptr;
-            std::string v(value);
-            r.content_length = std::strtoul(v.c_str(), &end, 10);
-            if (v.empty() || *end != '\0') return std::nullopt;
+            std::optional<std::size_t> n = parse_length(value);
+            if (!n || (r.has_length && *n != r.content_length)) return std::nullopt;
+            r.content_length = *n;
+            r.has_length = true;
+        } else if (name == "transfer-encoding") {
+            r.chunked = true;
         }
     }
     return r;
@@ -253,6 +289,13 @@ Task<void> serve(AsyncSocket conn, const Config& cfg) {
         std::optional<Request> req = parse(std::string_view(buf).substr(0, end));
         if (!req || req->content_length > cfg.max_request) {
             co_await refuse(conn, cfg, 400, "Bad Request", "bad request\n");
+            co_return;
+        }
+        if (req->chunked) {
+            // No transfer coding is implemented, so the body's end is unknown
+            // (RFC 9112 6.1: 501), and the connection cannot go on.
+            co_await refuse(conn, cfg, 501, "Not Implemented",
+                            "transfer-encoding not implemented\n");
             co_return;
         }
         std::size_t total = end + 4 + req->content_length;
