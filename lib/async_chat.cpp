@@ -691,8 +691,23 @@ void AsyncChat::handle_write() {
     initiate_send();
 }
 
+// asynchat closes at once. But with close_when_done() queued behind output,
+// the close is already planned for when that output is written: a peer's
+// EOF (a half-close: it still reads) stops the reading only, and the output
+// goes on. A peer that is gone fails the next send, which comes back here
+// with reading stopped and closes.
 void AsyncChat::handle_close() {
+    if (!reading_stopped() && close_queued() && fileno() >= 0 && !out_.front().close) {
+        stop_reading();
+        return;
+    }
     close();
+}
+
+bool AsyncChat::close_queued() const noexcept {
+    for (std::size_t i = 0; i < out_.size(); ++i)
+        if (out_[i].close) return true;
+    return false;
 }
 
 void AsyncChat::close() {

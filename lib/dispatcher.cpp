@@ -110,6 +110,7 @@ void Dispatcher::adopt_descriptor(Socket sock, bool is_socket) {
     fd_ = sock.release();
     is_socket_ = is_socket;
     closed_ = false;
+    reads_off_ = false;
     add_channel();
 }
 
@@ -181,15 +182,20 @@ std::optional<Accepted> Dispatcher::accept() {
 // of waking the loop on every pass.
 void Dispatcher::pause_accepting(int err) {
     log_info("accept: " + strerror_text(err) + "; pausing accepts for 100 ms", "error");
-    accept_paused_ = true;
+    reads_off_ = true;
     rearm();
     int fd = fd_;
     ChannelMap* map = map_;
     map_->call_later(accept_pause, [this, fd, map] {
         if (map->find(fd) != this) return;  // closed meanwhile
-        accept_paused_ = false;
+        reads_off_ = false;
         rearm();
     });
+}
+
+void Dispatcher::stop_reading() noexcept {
+    reads_off_ = true;
+    rearm();
 }
 
 // The per-message paths below make one syscall and return; everything else

@@ -235,7 +235,7 @@ bool DispatcherTls::interest(Dispatcher& d, bool& want_read, bool& want_write) {
         want_write = !t.handshake_wants_read;
         return false;
     }
-    t.user_read = d.readable();
+    t.user_read = !d.reads_off_ && d.readable();
     t.user_write = d.writable();
     want_read = t.user_read || t.write_wants_read;
     want_write = t.user_write || t.read_wants_write;

@@ -193,7 +193,7 @@ void MapCore::update_interest(Slot& s) {
         if (d.tls_) [[unlikely]] {
             run_read = DispatcherTls::interest(d, want_read, want_write);
         } else {
-            want_read = !d.accept_paused_ && d.readable();
+            want_read = !d.reads_off_ && d.readable();
             want_write = !d.accepting_ && (d.connecting_ || d.writable());
         }
     } catch (...) {
@@ -299,7 +299,7 @@ void MapCore::settle(int fd, Dispatcher* d) noexcept {
     bool want_read;
     bool want_write;
     try {
-        want_read = !d->accept_paused_ && d->readable();
+        want_read = !d->reads_off_ && d->readable();
         want_write = !d->accepting_ && (d->connecting_ || d->writable());
     } catch (...) {
         interest_failed(*d, std::current_exception());

@@ -246,6 +246,68 @@ TEST_SUITE("async_chat") {
         CHECK((got == big));
     }
 
+    TEST_CASE("close_when_done flushes pushes and a producer of several MiB to a slow reader") {
+        ChannelMap map;
+        auto [a, b] = test::connected_pair(AF_INET);
+        test::shrink_buffers(a.fd());
+        test::shrink_buffers(b.fd());
+        RecordingChat c(std::move(a), map);
+        const std::string first = test::pattern(2 << 20, 1), second = test::pattern(3 << 20, 2),
+                          third = test::pattern(1 << 20, 3);
+        c.push(first);
+        c.push_with_producer(std::make_unique<asyncore::SimpleProducer>(second, 4096));
+        c.push(std::string(third));
+        c.push("!");
+        c.close_when_done();
+        c.push("never sent");
+        std::string got;
+        std::thread reader([&, fd = b.fd()] { got = test::read_slowly(fd, 1000); });
+        bool closed = test::run_until(map, [&] { return c.fileno() < 0; });
+        reader.join();
+        CHECK(closed);
+        CHECK(got.size() == first.size() + second.size() + third.size() + 1);
+        CHECK((got == first + second + third + "!"));
+    }
+
+    TEST_CASE("close_when_done: a peer that half-closes still gets every queued byte") {
+        // A client that sends its last request and shuts down its sending
+        // side (nc -N, HTTP/1.0 clients) still reads: its EOF must not cut
+        // off what was queued before close_when_done().
+        ChannelMap map;
+        auto [a, b] = test::connected_pair(AF_INET);
+        test::shrink_buffers(a.fd());
+        test::shrink_buffers(b.fd());
+        RecordingChat c(std::move(a), map);
+        c.set_terminator("\n");
+        const std::string reply = test::pattern(4 << 20, 4);
+        c.push(reply);
+        c.close_when_done();
+        REQUIRE(::shutdown(b.fd(), SHUT_WR) == 0);
+        test::run_passes(map, 3);  // the channel sees the EOF with the reply still queued
+        REQUIRE(c.output_queued() > 0);
+        std::string got;
+        std::thread reader([&, fd = b.fd()] { got = test::read_slowly(fd, 4096); });
+        bool closed = test::run_until(map, [&] { return c.fileno() < 0; });
+        reader.join();
+        CHECK(closed);
+        CHECK(c.errors.empty());
+        CHECK(got.size() == reply.size());
+        CHECK((got == reply));
+    }
+
+    TEST_CASE("close_when_done: a peer that is gone closes the channel at once") {
+        ChannelMap map;
+        auto [a, b] = test::connected_pair(AF_INET);
+        test::shrink_buffers(a.fd());
+        test::shrink_buffers(b.fd());
+        RecordingChat c(std::move(a), map);
+        c.push(test::pattern(4 << 20, 5));
+        c.close_when_done();
+        b = Socket();  // closed with unread data: a reset
+        REQUIRE(test::run_until(map, [&] { return c.fileno() < 0; }));
+        CHECK(c.errors.empty());
+    }
+
     TEST_CASE("push accepts strings, views, literals and byte spans, and nothing else") {
         static_assert(pushable<std::string> && pushable<std::string_view> &&
                       pushable<const char*> && pushable<std::vector<std::byte>> &&

@@ -4,12 +4,17 @@
 
 #include <doctest/doctest.h>
 
+#include <asyncore/async_socket.hpp>
+#include <asyncore/sync.hpp>
+#include <asyncore/task.hpp>
+
 #include <asyncore/dispatcher_with_send.hpp>
 #include <asyncore/producer.hpp>
 #include <asyncore/tls.hpp>
 
 #include <sys/socket.h>
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <stdexcept>
@@ -17,6 +22,7 @@
 #include <string_view>
 #include <vector>
 
+#include "support/chat_fixtures.hpp"
 #include "support/fixtures.hpp"
 #include "support/tls_fixtures.hpp"
 
@@ -71,7 +77,8 @@ class Line : public AsyncChat {
     int established = 0;
     std::function<void(Line&, std::string_view)> on_record;
     std::function<void(Line&)> on_established;
-    std::function<bool()> gate;  ///< readable() when set
+    std::function<bool()> gate;      ///< readable() when set
+    std::function<void()> on_close;  ///< handle_close(), before closing
 
     void found_record(std::string_view r) override {
         records.push_back({std::string(r), tls_established()});
@@ -82,6 +89,10 @@ class Line : public AsyncChat {
         if (on_established) on_established(*this);
     }
     bool readable() override { return !gate || gate(); }
+    void handle_close() override {
+        if (on_close) on_close();
+        AsyncChat::handle_close();
+    }
     void handle_error(std::exception_ptr e) override {
         errors.push_back(describe(e));
         close();
@@ -172,6 +183,22 @@ bool failed(const Line& a, const Line& b) {
     return !a.errors.empty() || !b.errors.empty();
 }
 
+// A TLS client that sends close_notify and shuts down its sending side at
+// once, then waits for `go` and reads until the server's close_notify
+// (`clean`) or an error.
+Task<void> half_close_and_read(AsyncSocket& s, Event& go, std::string& got, bool& clean) {
+    co_await s.start_tls(client_ctx(), "localhost");
+    co_await s.shutdown_tls();
+    REQUIRE(::shutdown(s.fd(), SHUT_WR) == 0);
+    co_await go.wait();
+    for (;;) {
+        std::string chunk = co_await s.recv(65536);
+        if (chunk.empty()) break;
+        got += chunk;
+    }
+    clean = true;
+}
+
 constexpr char tls_handshake_record = 0x16;
 
 }  // namespace
@@ -201,6 +228,71 @@ TEST_SUITE("tls") {
             CHECK(cli.output_queued() == 0);
             CHECK(srv.plaintext_discarded() == 0);
         }
+    }
+
+    TEST_CASE("AsyncChat: close_when_done over TLS flushes 4 MiB, then closes cleanly") {
+        ChannelMap map;
+        auto [a, b] = test::connected_pair(AF_INET);
+        test::shrink_buffers(a.fd());
+        test::shrink_buffers(b.fd());
+        Line srv(std::move(b), map);
+        Line cli(std::move(a), map);
+        int closes = 0;
+        cli.on_close = [&] { ++closes; };
+        srv.start_tls(server_ctx(), true);
+        cli.start_tls(client_ctx(), false, "localhost");
+        const std::string big = line_payload(4 << 20);
+        srv.push(big + "\r\n");
+        srv.push_with_producer(std::make_unique<SimpleProducer>("last\r\n", 2));
+        srv.close_when_done();
+        srv.push("never\r\n");
+        REQUIRE(test::run_until(map, [&] { return cli.fileno() < 0 || failed(srv, cli); }));
+        CHECK(srv.errors.empty());
+        CHECK(cli.errors.empty());  // a close_notify, not a truncation
+        CHECK(srv.fileno() < 0);
+        CHECK(closes == 1);
+        REQUIRE(cli.records.size() == 2);
+        CHECK((cli.records[0] == Record{big, true}));
+        CHECK((cli.records[1] == Record{"last", true}));
+    }
+
+    TEST_CASE("AsyncChat: close_when_done over TLS reaches a peer that sent close_notify first") {
+        // The TLS half-close: the peer sends close_notify and a FIN, and
+        // still reads. Reading stops (quietly: the EOF is not polled in a
+        // loop), the queued 4 MiB goes out, then the close.
+        ChannelMap map;
+        auto [a, b] = test::connected_pair(AF_INET);
+        test::shrink_buffers(a.fd());
+        test::shrink_buffers(b.fd());
+        Line srv(std::move(b), map);
+        int closes = 0;
+        srv.on_close = [&] { ++closes; };
+        srv.start_tls(server_ctx(), true);
+        const std::string big = line_payload(4 << 20) + "\r\n";
+        srv.push(big);
+        srv.close_when_done();
+        AsyncSocket cli(std::move(a));
+        Event go;
+        std::string got;
+        bool clean = false;
+        auto t = spawn(half_close_and_read(cli, go, got, clean), map);
+        REQUIRE(test::run_until(map, [&] { return closes == 1; }));  // the EOF, seen
+        REQUIRE(srv.fileno() >= 0);
+        // The client reads nothing yet: the server can neither write nor
+        // read, so each pass waits out its whole timeout.
+        auto start = std::chrono::steady_clock::now();
+        for (int i = 0; i < 5; ++i)
+            asyncore::loop(std::chrono::milliseconds(40), map, 1);
+        CHECK(std::chrono::steady_clock::now() - start >= std::chrono::milliseconds(150));
+        go.set();
+        REQUIRE(test::run_until(map, [&] { return t.done(); }));
+        if (auto e = t.state()->take_error()) CHECK_MESSAGE(false, describe(e));
+        CHECK(srv.errors.empty());
+        CHECK(srv.fileno() < 0);
+        CHECK(closes == 2);  // the EOF, then the close mark
+        CHECK(clean);        // ended by the server's close_notify
+        CHECK(got.size() == big.size());
+        CHECK((got == big));
     }
 
     TEST_CASE("AsyncChat STARTTLS: plaintext lines, then TLS, nothing lost and nothing in clear") {

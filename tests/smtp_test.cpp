@@ -7,9 +7,11 @@
 
 #include <asyncore/async_chat.hpp>
 
+#include <fcntl.h>
 #include <unistd.h>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -117,6 +119,51 @@ smtp::SessionOptions with_smtputf8() {
     auto o = Chat::options_for_test();
     o.enable_smtputf8 = true;
     return o;
+}
+
+// A private directory for mailbox files, removed with its contents.
+struct ScratchDir {
+    std::string path;
+    ScratchDir() {
+        char tmpl[] = "/tmp/smtp_test_XXXXXX";
+        REQUIRE(::mkdtemp(tmpl) != nullptr);
+        path = tmpl;
+    }
+    ~ScratchDir() { std::filesystem::remove_all(path); }
+    ScratchDir(const ScratchDir&) = delete;
+    ScratchDir& operator=(const ScratchDir&) = delete;
+};
+
+std::string read_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+}
+
+void write_file(const std::string& path, const std::string& data,
+                std::ios::openmode mode = std::ios::trunc) {
+    std::ofstream out(path, std::ios::binary | mode);
+    out << data;
+}
+
+// What another program appending to the mbox does.
+void append_file(const std::string& path, const std::string& data) {
+    write_file(path, data, std::ios::app);
+}
+
+// An entry with dot lines, an escaped From line and a header.
+std::string sample_entry() {
+    return smtp::format_mbox_entry("eggs@example", "127.0.0.1",
+                                   "Subject: sample\n\n.\nFrom the start\nline\n", 86400);
+}
+
+// Two committed entries in a new mailbox at `path`; returns the file's text.
+std::string committed_base(const std::string& path) {
+    smtp::Mailbox box(path);
+    REQUIRE(!box.append(smtp::format_mbox_entry("a@example", "::1", "Subject: one\n\n1\n", 0)));
+    REQUIRE(!box.append(smtp::format_mbox_entry("b@example", "::1", "Subject: two\n\n2\n", 0)));
+    return read_file(path);
 }
 
 void send_message(Chat& chat, std::string_view from, std::string_view to, std::string_view data) {
@@ -600,23 +647,178 @@ TEST_SUITE("smtp") {
     }
 
     TEST_CASE("Mailbox appends entries and reports a full disk without keeping a partial entry") {
-        char path[] = "/tmp/smtp_test_mbox_XXXXXX";
-        int fd = ::mkstemp(path);
-        REQUIRE(fd >= 0);
-        ::close(fd);
+        ScratchDir dir;
+        const std::string path = dir.path + "/mail.mbox";
         {
             smtp::Mailbox box(path);
+            CHECK(box.journal_path() == path + ".journal");
+            CHECK(box.recovery_report().empty());
             CHECK(!box.append("From a Thu Jan  1 00:00:00 1970\nx\n\n"));
             CHECK(!box.append("From b Thu Jan  1 00:00:00 1970\ny\n\n"));
         }
-        std::ifstream in(path);
-        std::stringstream text;
-        text << in.rdbuf();
-        CHECK(text.str() ==
+        CHECK(read_file(path) ==
               "From a Thu Jan  1 00:00:00 1970\nx\n\nFrom b Thu Jan  1 00:00:00 1970\ny\n\n");
-        std::remove(path);
+        smtp::Mailbox again(path);
+        CHECK(again.recovery_report().empty());
 
         smtp::Mailbox full("/dev/full");
+        CHECK(full.journal_path().empty());  // not a regular file: no journal
         CHECK(full.append("From a\n\n") == std::errc::no_space_on_device);
+        smtp::Mailbox null("/dev/null");
+        CHECK(!null.append("From a\n\n"));
+    }
+
+    // -- Crash recovery (mbox.hpp): the files a SIGKILL leaves at each step of
+    // an append, reopened as a restarted server would.
+
+    TEST_CASE("a tail torn at any offset of an entry is cut at start-up, and said so") {
+        ScratchDir dir;
+        const std::string path = dir.path + "/mail.mbox";
+        const std::string base = committed_base(path);
+        const std::string entry = sample_entry();
+        for (std::size_t k = 0; k <= entry.size(); ++k) {
+            CAPTURE(k);
+            {
+                smtp::Mailbox box(path);
+                REQUIRE(box.recovery_report().empty());
+                REQUIRE(!box.append(entry, smtp::Mailbox::Stop::after_write));
+            }
+            REQUIRE(::truncate(path.c_str(), static_cast<off_t>(base.size() + k)) == 0);
+            smtp::Mailbox restarted(path);
+            CHECK(read_file(path) == base);
+            const std::string& report = restarted.recovery_report();
+            if (k == 0) {
+                CHECK(report.empty());  // the intent was written, nothing else
+            } else if (k < entry.size()) {
+                CHECK(report == "mbox " + path + ": cut a torn entry (" + std::to_string(k) +
+                                    " of " + std::to_string(entry.size()) + " bytes) at offset " +
+                                    std::to_string(base.size()) +
+                                    ", left by an append that was interrupted");
+            } else {
+                CHECK(report == "mbox " + path + ": cut an unacknowledged entry of " +
+                                    std::to_string(entry.size()) + " bytes at offset " +
+                                    std::to_string(base.size()) +
+                                    ", left by an append that was interrupted");
+            }
+        }
+        // The mailbox goes on as if the interrupted appends never began.
+        smtp::Mailbox box(path);
+        REQUIRE(!box.append(entry));
+        CHECK(read_file(path) == base + entry);
+    }
+
+    TEST_CASE("a kill before the commit loses the entry; after it, the entry stays") {
+        using Stop = smtp::Mailbox::Stop;
+        ScratchDir dir;
+        const std::string path = dir.path + "/mail.mbox";
+        const std::string base = committed_base(path);
+        const std::string entry = sample_entry();
+        for (Stop stop : {Stop::after_intent, Stop::after_write, Stop::after_sync}) {
+            CAPTURE(static_cast<int>(stop));
+            {
+                smtp::Mailbox box(path);
+                REQUIRE(!box.append(entry, stop));
+            }
+            smtp::Mailbox restarted(path);
+            CHECK(read_file(path) == base);
+            CHECK(restarted.recovery_report().empty() == (stop == Stop::after_intent));
+        }
+        {
+            smtp::Mailbox box(path);
+            REQUIRE(!box.append(entry, Stop::after_commit));
+        }
+        smtp::Mailbox restarted(path);
+        CHECK(read_file(path) == base + entry);
+        CHECK(restarted.recovery_report().empty());
+    }
+
+    TEST_CASE("what another program appended is never cut") {
+        ScratchDir dir;
+        const std::string path = dir.path + "/mail.mbox";
+        const std::string base = committed_base(path);
+        const std::string entry = sample_entry();
+        const std::string theirs =
+            "\nFrom someone-else Fri Jan  2 00:00:00 1970\nSubject: x\n\nhi\n";
+        // After a committed entry: nothing to recover at all.
+        append_file(path, theirs);
+        {
+            smtp::Mailbox box(path);
+            CHECK(box.recovery_report().empty());
+        }
+        CHECK(read_file(path) == base + theirs);
+        // After an interrupted one, torn or whole: left in place, and said so.
+        for (std::size_t keep : {entry.size() / 2, entry.size()}) {
+            CAPTURE(keep);
+            const std::string before = read_file(path);
+            {
+                smtp::Mailbox box(path);
+                REQUIRE(!box.append(entry, smtp::Mailbox::Stop::after_write));
+            }
+            REQUIRE(::truncate(path.c_str(), static_cast<off_t>(before.size() + keep)) == 0);
+            append_file(path, theirs);
+            smtp::Mailbox restarted(path);
+            CHECK(read_file(path) == before + entry.substr(0, keep) + theirs);
+            // The separator before their From line counts as ours when ours is torn.
+            std::size_t followed = keep < entry.size() ? theirs.size() - 1 : theirs.size();
+            CHECK(restarted.recovery_report().ends_with(
+                " is followed by " + std::to_string(followed) +
+                " bytes another program appended; left in place"));
+        }
+    }
+
+    TEST_CASE("a mailbox another program rewrote since the interruption is left alone") {
+        ScratchDir dir;
+        const std::string path = dir.path + "/mail.mbox";
+        committed_base(path);
+        {
+            smtp::Mailbox box(path);
+            REQUIRE(!box.append(sample_entry(), smtp::Mailbox::Stop::after_write));
+        }
+        // A mail reader expunged the first message and rewrote the file.
+        const std::string rewritten = "From b Thu Jan  1 00:00:00 1970\ny\n\n" + sample_entry();
+        write_file(path, rewritten);
+        smtp::Mailbox restarted(path);
+        CHECK(read_file(path) == rewritten);
+        CHECK(restarted.recovery_report().find("changed by another program") != std::string::npos);
+    }
+
+    TEST_CASE("a journal record torn by a power cut is ignored for the slot before it") {
+        ScratchDir dir;
+        const std::string path = dir.path + "/mail.mbox";
+        const std::string base = committed_base(path);  // two appends: records 1 to 4
+        const std::string entry = sample_entry();
+        {
+            smtp::Mailbox box(path);
+            REQUIRE(!box.append(entry));  // intent 5 in slot 1, commit 6 in slot 0
+        }
+        // The commit record half written: the intent before it is the newest
+        // whole record, so the entry was never acknowledged and is cut.
+        int fd = ::open((path + ".journal").c_str(), O_WRONLY);
+        REQUIRE(fd >= 0);
+        REQUIRE(::pwrite(fd, "torn", 4, 60) == 4);
+        ::close(fd);
+        smtp::Mailbox restarted(path);
+        CHECK(read_file(path) == base);
+        CHECK(restarted.recovery_report().find("cut an unacknowledged entry") != std::string::npos);
+    }
+
+    TEST_CASE("a mailbox locked by another program is not written to") {
+        ScratchDir dir;
+        const std::string path = dir.path + "/mail.mbox";
+        const std::string base = committed_base(path);
+        smtp::Mailbox box(path);
+        // An open file description lock conflicts with the mailbox's fcntl
+        // lock even within this process, as another program's lock would.
+        int fd = ::open(path.c_str(), O_RDWR);
+        REQUIRE(fd >= 0);
+        struct flock fl {};
+        fl.l_type = F_WRLCK;
+        fl.l_whence = SEEK_SET;
+        REQUIRE(::fcntl(fd, F_OFD_SETLK, &fl) == 0);
+        CHECK(box.append(sample_entry()) == std::errc::resource_unavailable_try_again);
+        CHECK_THROWS_AS(smtp::Mailbox{path}, std::system_error);
+        ::close(fd);
+        CHECK(!box.append(sample_entry()));
+        CHECK(read_file(path) == base + sample_entry());
     }
 }

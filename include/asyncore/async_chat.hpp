@@ -222,7 +222,8 @@ class AsyncChat : public Dispatcher {
     void push_with_producer(std::string data) { push(std::move(data)); }
 
     /// Closes the channel (handle_close()) once every byte queued before this
-    /// call has been written. Data pushed afterwards is never sent.
+    /// call has been written, also to a peer that half-closed meanwhile (see
+    /// handle_close()). Data pushed afterwards is never sent.
     void close_when_done() override;
     /// Writes what it can from the front of the queue: one writev() of up to
     /// IOV_MAX buffers and ac_out_buffer_size() bytes, pulling producers as
@@ -305,7 +306,12 @@ class AsyncChat : public Dispatcher {
     void handle_read() override;
     /// Clears the "socket full" state and calls initiate_send().
     void handle_write() override;
-    /// asynchat's: close().
+    /// asynchat's: close(). Except when close_when_done() waits behind
+    /// queued output: then the peer's EOF (it half-closed, and still reads)
+    /// only stops reading (stop_reading()), and the channel closes once the
+    /// output is written; a peer that is gone fails the next send, and the
+    /// channel closes then. (The first call of any cause does this: after a
+    /// default handle_idle_timeout(), the channel closes at the next one.)
     void handle_close() override;
     /// Closes the channel; records of the current read not yet delivered are
     /// dropped (no callback runs for a closed channel).
@@ -349,6 +355,8 @@ class AsyncChat : public Dispatcher {
     bool send_directly(std::string_view data, std::size_t& sent);
     void enqueue(std::string_view data);
     void after_enqueue(bool tried);
+    /// A close_when_done() mark is in the output queue.
+    bool close_queued() const noexcept;
     void pull_producers();
     std::size_t write_queue();
     std::size_t finish_send(long n, int err, std::size_t bytes);

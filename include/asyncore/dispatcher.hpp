@@ -222,6 +222,12 @@ class Dispatcher {
     /// wait: call it when state they depend on changed outside this channel's
     /// own handlers and methods.
     void rearm() noexcept;
+    /// No more read events on this socket, whatever readable() says: for a
+    /// channel whose peer closed its side (an EOF stays readable) while it
+    /// still has output to write. A new socket turns reading on again.
+    void stop_reading() noexcept;
+    /// True after stop_reading() (until a new socket).
+    bool reading_stopped() const noexcept { return reads_off_ && !accepting_; }
 
     // -- Event dispatch: asyncore's rules. Override only to change the rules.
 
@@ -304,7 +310,10 @@ class Dispatcher {
     bool accepting_ = false;
     bool connecting_ = false;
     bool owned_ = false;
-    bool accept_paused_ = false;
+    /// No read interest: accepts paused after EMFILE (a listener), or
+    /// stop_reading() (a connection). One flag, so the interest check stays
+    /// one test.
+    bool reads_off_ = false;
     bool closed_ = false;  ///< close() ran and no socket was set since
     Address addr_;
     std::unique_ptr<std::set<std::string, std::less<>>> ignore_log_types_;

@@ -7,8 +7,9 @@
 //
 // Backpressure the asyncore way: while more than 1 MiB of echo waits for a
 // peer that does not read, readable() is false for that peer, so memory stays
-// bounded. --max-fds lowers RLIMIT_NOFILE: flooded with more connections than
-// descriptors, the server keeps serving and accepts again once fds free up.
+// bounded. A peer that half-closes gets every byte echoed before the close. --max-fds lowers
+// RLIMIT_NOFILE: flooded with more connections than descriptors, the server keeps serving and
+// accepts again once fds free up.
 // --threads N runs N loops, shared-nothing: each thread has its own
 // ChannelMap and its own listener on the same port (SO_REUSEPORT), and the
 // kernel spreads the connections over them. --idle-timeout closes a
@@ -52,12 +53,28 @@ class EchoHandler : public asyncore::DispatcherWithSend {
         set_idle_timeout(idle_timeout);
     }
 
-    bool readable() override { return pending() <= high_water; }
+    bool readable() override { return !draining_ && pending() <= high_water; }
     void handle_read() override {
         std::size_t n = recv_into(shared_buffer);
         if (n > 0) send(std::string_view(shared_buffer, n));
     }
-    void handle_close() override { close(); }
+    // The peer closed its side. If it only half-closed, it still reads: the
+    // echo still queued for it goes out first, then the connection closes.
+    // A peer that is gone fails the next send, which closes at once.
+    void handle_close() override {
+        if (pending() > 0 && !draining_) {
+            draining_ = true;
+            return;
+        }
+        close();
+    }
+    void handle_write() override {
+        DispatcherWithSend::handle_write();
+        if (draining_ && pending() == 0 && fileno() >= 0) close();
+    }
+
+  private:
+    bool draining_ = false;
 };
 
 class EchoServer : public asyncore::Dispatcher {

@@ -1,5 +1,8 @@
 // HTTP/1.1 on Tasks + AsyncSocket: keep-alive, pipelining, GET /hello, files
-// under --root, 400/404/405/408/431 and a request-size limit.
+// under --root, 400/404/405/408/431 and a request-size limit. A request the
+// server cannot parse with certainty (http_request.hpp: parse_request_head(),
+// which also refuses any Transfer-Encoding) gets 400 and the connection
+// closes.
 //
 //   http_server [--host H] [--port P] [--root DIR] [--max-request BYTES]
 //               [--header-timeout SECONDS] [--keepalive-timeout SECONDS]

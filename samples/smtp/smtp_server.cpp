@@ -10,6 +10,10 @@
 // minutes in the middle of a message, gets "421 4.4.2 HOST Error: timeout
 // exceeded" and is disconnected (RFC 5321 4.5.3.2); --timeout-scale
 // multiplies both times by F, and 0 turns them off.
+// Messages are appended to the mbox with a journal in PATH.journal that makes
+// each append all-or-nothing (mbox.hpp): started after a crash, the server
+// cuts off an entry whose append was interrupted and says so in one line,
+// "info: mbox PATH: cut ...", before it listens.
 // Prints "listening on HOST:PORT" once ready. SIGINT and SIGTERM shut it
 // down gracefully (every reply already queued is written, for at most 5 s)
 // and it exits 0; SIGUSR1 prints the loop's counters on stderr.
@@ -51,7 +55,8 @@ const char* const usage =
     "                   [--timeout-scale F]\n"
     "  --host HOST             address to listen on (default 127.0.0.1)\n"
     "  --port PORT             port, 0 picks a free one (default 8025)\n"
-    "  --mbox PATH             mbox file messages are appended to (default smtp_server.mbox)\n"
+    "  --mbox PATH             mbox file messages are appended to, with a journal in\n"
+    "                          PATH.journal (default smtp_server.mbox)\n"
     "  --data-size-limit N     largest message in bytes, 0 for none (default 33554432)\n"
     "  --smtputf8              enable the SMTPUTF8 extension\n"
     "  --cert FILE             offer STARTTLS with this certificate chain (PEM)...\n"
@@ -119,6 +124,10 @@ int main(int argc, char** argv) {
     try {
         asyncore::ChannelMap map;
         smtp::Mailbox mailbox(config.mbox);
+        // In the log_info format the channels use: one line saying what a
+        // start-up after a crash cut off the mbox.
+        if (!mailbox.recovery_report().empty())
+            std::cout << "info: " << mailbox.recovery_report() << std::endl;
         // SIGINT/SIGTERM: the listener closes at once, every session once its
         // replies are written (at most 5 s later); then loop() returns.
         auto stop = [&](int) { asyncore::close_all_when_done(map, std::chrono::seconds(5)); };

@@ -72,6 +72,35 @@ inline bool send_in_chunks(asyncore::ChannelMap& map, int peer_fd, int chat_fd,
     return true;
 }
 
+/// `n` bytes of a pattern that depends on `seed` and repeats only after
+/// 251 * 256 bytes: misplaced or repeated chunks do not compare equal.
+inline std::string pattern(std::size_t n, unsigned seed) {
+    std::string s(n, '\0');
+    for (std::size_t i = 0; i < n; ++i)
+        s[i] = static_cast<char>(i * 7 + seed * 131 + i / 251);
+    return s;
+}
+
+/// A slow reader: reads `fd` at most `chunk` bytes at a time until EOF or
+/// the watchdog, waiting for each read; returns what arrived.
+inline std::string read_slowly(int fd, std::size_t chunk) {
+    auto deadline = std::chrono::steady_clock::now() + watchdog;
+    std::string out;
+    std::string buf(chunk, '\0');
+    while (std::chrono::steady_clock::now() < deadline) {
+        ssize_t n = ::recv(fd, buf.data(), chunk, MSG_DONTWAIT);
+        if (n > 0) {
+            out.append(buf, 0, static_cast<std::size_t>(n));
+        } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+            break;
+        } else {
+            pollfd p{fd, POLLIN, 0};
+            (void)::poll(&p, 1, 10);
+        }
+    }
+    return out;
+}
+
 /// Makes a socket's kernel buffers small, so that a test fills them with
 /// little data.
 inline void shrink_buffers(int fd, int bytes = 16384) {
