@@ -26,7 +26,9 @@ RespChannel::RespChannel(asyncore::Socket sock, Cluster& cluster, Shard& home)
 
 void RespChannel::collect_incoming_data(std::string_view data) {
     if (closing_) return;
-    if (state_ == State::bulk) {
+    if (holding_) {
+        held_input_.append(data);
+    } else if (state_ == State::bulk) {
         args_.bytes.append(data);
     } else if (state_ == State::stalled) {
         waiting_bytes_ += data.size();
@@ -154,6 +156,40 @@ void RespChannel::run() {
     After after = router_ ? router_->run(argv_, out_) : commands_.execute(argv_, out_);
     if (after == After::close) closing_ = true;
     args_.clear();
+    hold_back_if_flooded();
+}
+
+// After a request: once the replies of this read and those still queued
+// pass the high watermark, the rest of the read is held back unparsed (the
+// terminator becomes none, so it arrives whole in collect_incoming_data()),
+// and readable() stays false until run_held() takes it up again. A peer
+// pipelining GETs of a large value without reading costs one queue's worth.
+void RespChannel::hold_back_if_flooded() {
+    if (closing_ || holding_ || out_.size() + output_queued() < output_high_watermark()) return;
+    holding_ = true;
+    set_terminator(std::nullopt);
+}
+
+// Runs the requests held back, as long as the output stays below the high
+// watermark (each batch may hold back the rest again). Not re-entered from
+// the pushes it makes.
+void RespChannel::run_held() {
+    if (running_held_) return;
+    struct Running {
+        bool& flag;
+        explicit Running(bool& f) : flag(f) { flag = true; }
+        ~Running() { flag = false; }
+    } running(running_held_);
+    while (holding_ && !output_paused() && fileno() >= 0) {
+        holding_ = false;
+        set_terminator("\n");  // held back at a request boundary
+        std::string input = std::move(held_input_);
+        held_input_.clear();
+        feed(input);
+        flush();
+    }
+    if (!holding_ && held_input_.capacity() > keep_capacity) std::string().swap(held_input_);
+    if (fileno() >= 0) rearm();
 }
 
 std::string& RespChannel::reply_buffer() {
@@ -189,7 +225,7 @@ std::size_t RespChannel::unfinished_line(Line& kind) {
 
 void RespChannel::handle_read() {
     AsyncChat::handle_read();
-    if (fileno() < 0) return;  // the peer closed
+    if (fileno() < 0 || input_ended_) return;  // the peer closed
     // redis checks the line limit after each read, on what is still unparsed.
     Line kind = Line::inline_request;
     if (!closing_ && unfinished_line(kind) > max_line) {
@@ -199,6 +235,19 @@ void RespChannel::handle_read() {
                            : "ERR Protocol error: too big inline request");
     }
     flush();
+    if (holding_) run_held();  // unless the output is already high
+}
+
+void RespChannel::handle_close() {
+    if (fileno() < 0 || input_ended_) return close();
+    bool replies_owed = router_ && router_->pending() > 0;
+    if (!holding_ && output_items() == 0 && !replies_owed) return close();
+    input_ended_ = true;
+    flush();
+}
+
+void RespChannel::on_output_drained() {
+    if (holding_) run_held();
 }
 
 void RespChannel::flush() {
@@ -211,7 +260,8 @@ void RespChannel::flush() {
         out_.clear();
     }
     bool replies_owed = router_ && router_->pending() > 0;
-    if (closing_ && !close_queued_ && !replies_owed && fileno() >= 0) {
+    bool done = closing_ || (input_ended_ && !holding_);
+    if (done && !close_queued_ && !replies_owed && fileno() >= 0) {
         close_queued_ = true;
         close_when_done();
     }
@@ -227,7 +277,7 @@ void RespChannel::trim_buffers() {
 
 bool RespChannel::readable() {
     if (router_ && router_->pending() >= max_pending) return false;
-    return !closing_ && !output_paused();
+    return !closing_ && !input_ended_ && !holding_ && !output_paused();
 }
 
 void RespChannel::replies_arrived(const ReplyBatch& replies) {

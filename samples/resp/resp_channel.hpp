@@ -27,6 +27,13 @@ namespace resp {
 /// In a cluster of several shards (resp_server --threads N) a Router sends
 /// requests for other shards' keys to them; replies still go out in request
 /// order, and a closing connection closes once every reply is sent.
+///
+/// Memory per client stays bounded by the output high watermark plus one
+/// read, however much a peer that does not read asks for: once the replies
+/// queued for it pass the high watermark, the rest of its pipelined
+/// requests are held unparsed (and reading stops) until the queue drains
+/// below the low watermark. A peer's EOF ends its requests, not its
+/// replies: what it sent is answered, and only then the connection closes.
 class RespChannel : public asyncore::AsyncChat {
   public:
     /// Serves the connection on `home`'s thread, its map and its keys; with
@@ -37,9 +44,14 @@ class RespChannel : public asyncore::AsyncChat {
     void found_terminator() override;
     void found_record(std::string_view line) override;
     void handle_read() override;
+    /// The peer's EOF (or a failed write): closes once the requests received
+    /// are answered and the replies sent.
+    void handle_close() override;
     /// Not while closing, nor while the peer leaves its replies unread
-    /// (output above the high watermark): memory per client stays bounded.
+    /// (output above the high watermark, or requests held back).
     bool readable() override;
+    /// The queued replies fell to the low watermark: runs the held requests.
+    void on_output_drained() override;
     /// Replies from other shards (on this channel's thread): sends those now
     /// next in order.
     void replies_arrived(const ReplyBatch& replies);
@@ -63,6 +75,8 @@ class RespChannel : public asyncore::AsyncChat {
     std::size_t unfinished_line(Line& kind);
     void end_bulk();
     void run();
+    void hold_back_if_flooded();
+    void run_held();
     void protocol_error(std::string_view message);
     void flush();
     void trim_buffers();
@@ -77,7 +91,11 @@ class RespChannel : public asyncore::AsyncChat {
     std::size_t waiting_bytes_ = 0;        ///< its bytes consumed so far
     ArgBuffer args_;
     std::vector<std::string_view> argv_;
-    std::string out_;  ///< replies of the current read, pushed once at its end
+    std::string out_;         ///< replies of the current read, pushed once at its end
+    std::string held_input_;  ///< requests not parsed yet while the output is backed up
+    bool holding_ = false;    ///< input goes to held_input_ (the terminator is none)
+    bool running_held_ = false;
+    bool input_ended_ = false;  ///< the peer's EOF was read
     bool closing_ = false;
     bool close_queued_ = false;
 };
