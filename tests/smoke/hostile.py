@@ -16,6 +16,7 @@ read from /proc, with its stdout and stderr kept in files.
 import os
 import resource
 import selectors
+import signal
 import socket
 import ssl
 import struct
@@ -616,6 +617,25 @@ class Server:
         host, port = line[len("listening on "):].strip().rsplit(":", 1)
         self.host, self.port = host.strip("[]"), int(port)
         self.sanitized = self._sanitized()
+        # The samples' contract: once 'listening on' is out, SIGINT and
+        # SIGTERM shut the server down (exit 0). So their handling must be
+        # in place by then: caught (a handler) or blocked (a signalfd).
+        missing = [sig.name for sig in (signal.SIGINT, signal.SIGTERM)
+                   if not self._signal_handled(sig)]
+        if missing:
+            self.kill()
+            fail("%s printed 'listening on' before handling %s: a signal now would kill it"
+                 % (sample.name, " and ".join(missing)))
+
+    def _signal_handled(self, sig):
+        masks = {}
+        with open("/proc/%d/status" % self.pid) as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key in ("SigCgt", "SigBlk"):
+                    masks[key] = int(value, 16)
+        bit = 1 << (sig - 1)
+        return bool((masks.get("SigCgt", 0) | masks.get("SigBlk", 0)) & bit)
 
     def _sanitized(self):
         try:
