@@ -113,19 +113,26 @@ class Server {
 };
 
 /// Accepts connections until `server` stops, running `handler(conn, addr)`
-/// (which returns a Task) as a tracked task for each. A failed accept is
-/// logged and does not stop the server: the next connection is served.
+/// (which returns a Task) as a tracked task for each. Out of descriptors,
+/// accept() itself waits, pausing, until it can take a connection (see
+/// async_socket.hpp). Any other failed accept is logged and the next try
+/// waits 100 ms, so that no error stops the server or spins the loop.
 template <class Handler>
 asyncore::Task<void> accept_loop(asyncore::AsyncSocket& listener, Server& server, Handler handler) {
     while (!server.stopping()) {
+        bool failed = false;
         try {
             auto [conn, addr] = co_await listener.accept();
             int fd = conn.fd();
             server.track(asyncore::spawn(handler(std::move(conn), addr)), fd);
+        } catch (const asyncore::Cancelled&) {
+            throw;
         } catch (const std::system_error& e) {
             if (server.stopping()) break;
             std::fprintf(stderr, "accept: %s\n", e.what());
+            failed = true;
         }
+        if (failed) co_await asyncore::sleep(std::chrono::milliseconds(100));
     }
 }
 
