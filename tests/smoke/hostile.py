@@ -468,6 +468,8 @@ class Http(Sample):
         self.data = pattern(10 << 20, 3)
         with open(os.path.join(self.dir.name, "big.bin"), "wb") as f:
             f.write(self.data)
+        with open(os.path.join(self.dir.name, "small.txt"), "wb") as f:
+            f.write(b"a small file\n")
 
     def args(self):
         return ["--root", self.dir.name]
@@ -733,3 +735,178 @@ def served(sample, server, i=0, timeout=TIMEOUT):
             fail("tut_sock_server never printed %r" % marker)
         time.sleep(0.02)  # polling the server's log file
 
+
+# -- Many connections at once -------------------------------------------------
+
+
+class Session:
+    """One client's conversation, driven by a Driver: connect (and TLS),
+    the greeting, `pings` request/reply rounds, then `end`: "close" (FIN),
+    "rst", "hold" (stay open, served) or "none" (left as it is). `start`:
+    "rst"/"fin" end the session as soon as the TCP connection is up,
+    without a word. tut_sock sessions send their message and half-close;
+    the server's close ends them."""
+
+    def __init__(self, sample, host, port, i, pings=1, end="close", early=None, rcvbuf=None):
+        self.sample, self.i, self.pings, self.end, self.early = sample, i, pings, end, early
+        self.conn = Conn(host, port, tls=None if early else sample.tls, rcvbuf=rcvbuf)
+        self.phase = "connect"
+        self.driver = None
+        self.done = False
+        self.error = None
+        self.served = False
+
+    def advance(self):
+        """Moves the conversation on after an event; True once finished."""
+        c, s = self.conn, self.sample
+        if self.phase == "connect":
+            if not (c.connected and c.handshaken) or c.out:
+                return self._eof_check()
+            if self.early:
+                self._finish(self.early)
+                return True
+            self.phase = "greeting" if s.greeting is not None else "request"
+        if self.phase == "greeting":
+            i = c.inbox.find(s.greeting)
+            if i < 0:
+                return self._eof_check()
+            del c.inbox[:i + len(s.greeting)]
+            self.phase = "request"
+        while self.phase in ("request", "reply"):
+            if self.phase == "request":
+                if self.pings == 0:
+                    self.phase = "end"
+                    break
+                if not s.replies:
+                    c.queue(s.request(self.i))
+                    self.phase = "end" if self.end == "hold" else "half-closed"
+                    break
+                c.queue(s.request(self.i))
+                self.want = s.reply(self.i)
+                self.phase = "reply"
+            if self.phase == "reply":
+                if s.noisy:
+                    while c.inbox.startswith(b"* guest") and b"\n" in c.inbox:
+                        del c.inbox[:c.inbox.index(b"\n") + 1]
+                if len(c.inbox) < len(self.want):
+                    return self._eof_check()
+                got = bytes(c.inbox[:len(self.want)])
+                del c.inbox[:len(self.want)]
+                if got != self.want:
+                    self.error = "reply %r, expected %r" % (got[:100], self.want[:100])
+                    self._finish("close")
+                    return True
+                self.served = True
+                self.pings -= 1
+                self.phase = "request"
+        if self.phase == "half-closed":
+            if c.out:
+                return False
+            if not getattr(self, "shut", False):
+                c.sock.shutdown(socket.SHUT_WR)
+                self.shut = True
+            if not c.eof:
+                return False
+            self.served = True
+            self._finish("close")
+            return True
+        if self.phase == "end":
+            if c.out:
+                return False
+            if self.end == "hold":
+                self.phase = "held"
+                return True
+            self._finish(self.end)
+            return True
+        return False
+
+    def again(self):
+        """Another round for a held session: one more request and reply
+        (tut_sock: the half-close, answered by the server's close)."""
+        self.served = False
+        self.end = "hold"
+        if self.sample.replies:
+            self.pings, self.phase = 1, "request"
+        else:
+            self.phase, self.end = "half-closed", "close"
+
+    def _eof_check(self):
+        if self.conn.eof:
+            self.error = "the server closed the connection in phase %s" % self.phase
+            self._finish("close")
+            return True
+        return False
+
+    def _finish(self, how):
+        if self.done:
+            return
+        self.done = True
+        if self.driver is not None:
+            self.driver._drop(self)
+        if how == "rst":
+            self.conn.rst()
+        elif how in ("close", "fin"):
+            self.conn.close()
+
+
+class Driver:
+    """Runs many Sessions on one selector. A held session stays watched for
+    reading: what a chat client is sent meanwhile is drained, and a server
+    closing it is noticed (its error)."""
+
+    def __init__(self):
+        self.sel = selectors.DefaultSelector()
+        self.running = set()
+
+    def add(self, session):
+        self.running.add(session)
+        ev = session.conn.interest() or selectors.EVENT_READ
+        if session.driver is self:
+            self.sel.modify(session.conn.sock, ev, session)
+        else:
+            session.driver = self
+            self.sel.register(session.conn.sock, ev, session)
+
+    def _drop(self, s):
+        """Stops watching `s` (before its socket closes)."""
+        if s.driver is self:
+            s.driver = None
+            self.running.discard(s)
+            self.sel.unregister(s.conn.sock)
+
+    def run(self, deadline, until=None):
+        """Moves every session on until all are finished or held (or, with
+        `until`, until it is true), or the deadline; returns the sessions
+        still running."""
+        while not (until() if until else not self.running):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            for key, mask in self.sel.select(min(left, 1.0)):
+                s = key.data
+                c = s.conn
+                if s.phase == "held":
+                    c.on_readable()
+                    if s.sample.noisy:
+                        c.inbox.clear()
+                    if c.eof:
+                        s.error = "the server closed a connection it had answered"
+                        s._finish("close")
+                    continue
+                try:
+                    if mask & selectors.EVENT_WRITE:
+                        c.on_writable()
+                    if mask & selectors.EVENT_READ:
+                        c.on_readable()
+                    finished = s.advance()
+                except (OSError, ssl.SSLError) as e:
+                    s.error = "%s in phase %s" % (e, s.phase)
+                    s._finish("close")
+                    finished = True
+                if not finished:
+                    self.sel.modify(c.sock, c.interest() or selectors.EVENT_READ, s)
+                    continue
+                self.running.discard(s)
+                if not s.done:
+                    self.sel.modify(c.sock, selectors.EVENT_READ, s)
+        return self.running
