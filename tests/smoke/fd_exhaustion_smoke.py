@@ -61,7 +61,8 @@ try:
              for i in range(FLOOD)]
     for s in flood:
         driver.add(s)
-    driver.run(time.monotonic() + 30, until=lambda: "Too many open files" in server.log())
+    driver.run(time.monotonic() + 30, until=lambda: "Too many open files" in server.log(),
+               idle=True)
     check("Too many open files" in server.log(),
           "%s: the flood never exhausted the descriptors (no EMFILE logged)" % name)
     server.check_alive("when it ran out of descriptors")
@@ -69,7 +70,7 @@ try:
     # Out of descriptors for HOLD seconds (the wait is the behaviour under
     # test): no spinning, and the clients it has are answered.
     before = server.log().count("Too many open files")
-    driver.run(time.monotonic() + HOLD, until=lambda: False)
+    driver.run(time.monotonic() + HOLD, idle=True)
     pauses = server.log().count("Too many open files") - before
     check(pauses <= 10 * HOLD + 5,
           "%s: %d 'Too many open files' lines in %.1f s: accepting spins instead of pausing"
@@ -124,8 +125,7 @@ try:
         served_before = sum(s.served for s in flood)
         want = min(freed, sum(not s.served for s in flood))
         driver.run(min(deadline, time.monotonic() + 1.0),
-                   until=lambda: sum(s.served for s in flood) - served_before >= want
-                   if sample.replies else not driver.running)
+                   until=lambda: sum(s.served for s in flood) - served_before >= want)
     for s in flood + early:
         if not s.done:
             s._finish("close")

@@ -747,8 +747,10 @@ class Session:
     without a word. tut_sock sessions send their message and half-close;
     the server's close ends them."""
 
-    def __init__(self, sample, host, port, i, pings=1, end="close", early=None, rcvbuf=None):
+    def __init__(self, sample, host, port, i, pings=1, end="close", early=None, rcvbuf=None,
+                 drain=True):
         self.sample, self.i, self.pings, self.end, self.early = sample, i, pings, end, early
+        self.drain = drain  # held: keep reading (False: leave it to the kernel's buffers)
         self.conn = Conn(host, port, tls=None if early else sample.tls, rcvbuf=rcvbuf)
         self.phase = "connect"
         self.driver = None
@@ -874,11 +876,12 @@ class Driver:
             self.running.discard(s)
             self.sel.unregister(s.conn.sock)
 
-    def run(self, deadline, until=None):
-        """Moves every session on until all are finished or held (or, with
-        `until`, until it is true), or the deadline; returns the sessions
-        still running."""
-        while not (until() if until else not self.running):
+    def run(self, deadline, until=None, idle=False):
+        """Moves every session on until all are finished or held, until()
+        is true, or the deadline; with `idle`, runs (draining the held
+        sessions) until the deadline or until() even with none running.
+        Returns the sessions still running."""
+        while not (until and until()) and (idle or self.running):
             left = deadline - time.monotonic()
             if left <= 0:
                 break
@@ -908,5 +911,8 @@ class Driver:
                     continue
                 self.running.discard(s)
                 if not s.done:
-                    self.sel.modify(c.sock, selectors.EVENT_READ, s)
+                    if s.drain:
+                        self.sel.modify(c.sock, selectors.EVENT_READ, s)
+                    else:
+                        self._drop(s)
         return self.running
