@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <iterator>
 #include <limits>
@@ -247,6 +248,16 @@ bool step_recvfrom(SocketOp& op, int fd) noexcept {
     return true;
 }
 
+// How long accept() stops watching its listener when the process is out of
+// descriptors (or the kernel out of memory), as Dispatcher's accept does:
+// long enough that a backlog of pending connections does not spin the loop,
+// short enough that accepting resumes promptly once descriptors are freed.
+constexpr auto accept_pause = std::chrono::milliseconds(100);
+
+bool is_accept_resource_error(int err) noexcept {
+    return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
+}
+
 bool step_accept(SocketOp& op, int fd) noexcept {
     if (op.handshaking) return step_handshake(op);
     for (;;) {
@@ -259,10 +270,19 @@ bool step_accept(SocketOp& op, int fd) noexcept {
             op.accepted = c;
             return true;
         }
+        const int err = errno;
         // A connection reset while queued is the peer's business, not ours.
-        if (errno == ECONNABORTED || errno == EINTR) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) return false;
-        op.error = errno;
+        if (err == ECONNABORTED || err == EINTR) continue;
+        if (err == EAGAIN || err == EWOULDBLOCK) return false;
+        // The listener is fine and the connections wait in its backlog: a
+        // pause, then another try (pause_accept, or run_blocking's sleep).
+        if (is_accept_resource_error(err)) {
+            std::fprintf(stderr, "accept: %s; pausing accepts for %d ms\n", std::strerror(err),
+                         static_cast<int>(accept_pause.count()));
+            op.backing_off = true;
+            return false;
+        }
+        op.error = err;
         return true;
     }
 }
@@ -408,13 +428,50 @@ Timeout wait_timeout(const SocketOp& op) noexcept {
     return s.timeout();
 }
 
+void end_accept_pause(SocketOp& op) noexcept;
+
+// accept() found the process out of descriptors: its wait stays registered
+// (its timeout runs on) but stops watching the listener until the pause
+// ends. Without a timer (out of memory) it keeps watching: retried on the
+// next readiness instead.
+void pause_accept(SocketOp& op) noexcept {
+    auto* watch = static_cast<IoWatch*>(op.watch);
+    try {
+        op.rare_part().backoff = core_of(op.task->map())
+                                     .schedule(
+                                         accept_pause, [&op] { end_accept_pause(op); }, false);
+    } catch (...) {
+        op.backing_off = false;
+        return;
+    }
+    watch->pause();
+}
+
+// The pause is over: watch the listener again, if the accept still waits
+// on it (a timeout, terminate() or close() may have ended it meanwhile).
+void end_accept_pause(SocketOp& op) noexcept {
+    op.backing_off = false;
+    if (op.state == nullptr) return;
+    auto* watch = static_cast<IoWatch*>(op.watch);
+    if (watch == nullptr || watch->waiter() != &op) return;
+    if (!watch->resume()) {
+        op.backing_off = true;
+        pause_accept(op);
+    }
+}
+
 // A readiness event ran a step that must wait again: a TLS step may need the
 // other readiness or (accept) the new connection's descriptor, and a
-// handshake that has just begun starts its own timer.
+// handshake that has just begun starts its own timer. An accept() out of
+// descriptors pauses.
 bool step_waiter(IoWaiter& w) noexcept {
     auto& op = static_cast<SocketOp&>(w);
     bool was_handshaking = op.handshaking;
     if (step(op)) return true;
+    if (op.backing_off) {
+        pause_accept(op);
+        return false;
+    }
     auto* current = static_cast<IoWatch*>(op.watch);
     IoWatch& target = watch_for(op);
     if (&target != current) current->move_waiter(op, target);
@@ -544,23 +601,24 @@ bool SocketOp::expects_stream_data() const noexcept {
 bool SocketOp::suspend(TaskCore& t, std::coroutine_handle<> h) {
     if (!watch_for(*this).suspend(*this, t, h, wait_timeout(*this))) return false;
     detach_fn = detach_op;
+    if (backing_off) pause_accept(*this);
     return true;
 }
 
 SocketState* SocketOp::io_state() const noexcept {
-    return tls && tls->conn ? tls->conn.get() : state;
+    return rare && rare->conn ? rare->conn.get() : state;
 }
 
 Connection SocketOp::take_connection() {
-    if (tls && tls->conn) {
-        return Connection{AsyncSocket(std::unique_ptr<SocketState>(tls->conn.release())), *addr};
+    if (rare && rare->conn) {
+        return Connection{AsyncSocket(std::unique_ptr<SocketState>(rare->conn.release())), *addr};
     }
     return Connection{AsyncSocket(Socket(std::exchange(accepted, -1))), *addr};
 }
 
 void SocketOp::fail() {
     throw_if_failed();
-    if (tls && !tls->reason.empty()) throw TlsError(lib_error, tls->reason);
+    if (rare && !rare->reason.empty()) throw TlsError(lib_error, rare->reason);
     if (lib_error == errc::truncated) throw TruncatedError(in ? std::move(*in) : std::string());
     if (lib_error != errc{}) throw std::system_error(make_error_code(lib_error), op_name(code));
     if (error != 0) throw_errno(error, op_name(code));
@@ -572,6 +630,23 @@ void SocketOp::run_blocking() {
     Deadline deadline = deadline_after(wait_timeout(*this));
     bool was_handshaking = handshaking;
     for (;;) {
+        if (backing_off) {
+            // accept() out of descriptors: sleep out the pause (or what is
+            // left of the timeout), then try again.
+            backing_off = false;
+            int ms = static_cast<int>(accept_pause.count());
+            if (deadline) {
+                int left = poll_ms(deadline);
+                if (left == 0) {
+                    outcome = errc::timed_out;
+                    return;
+                }
+                ms = std::min(ms, left);
+            }
+            ::poll(nullptr, 0, ms);
+            if (detail::step(*this)) return;
+            continue;
+        }
         if (!was_handshaking && handshaking) {
             was_handshaking = true;
             if (state->handshake_timeout()) deadline = deadline_after(state->handshake_timeout());

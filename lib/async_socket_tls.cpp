@@ -31,12 +31,12 @@ void take_tls_error(SocketOp& op, const TlsSession& tls) noexcept {
     }
     TlsError e = tls.error();
     op.lib_error = static_cast<errc>(e.code().value());
-    op.tls_part().reason = e.reason();
+    op.rare_part().reason = e.reason();
 }
 
 bool fail_tls(SocketOp& op, errc code, const char* reason) noexcept {
     op.lib_error = code;
-    op.tls_part().reason = reason;
+    op.rare_part().reason = reason;
     return true;
 }
 
@@ -91,7 +91,7 @@ bool step_handshake(SocketOp& op) noexcept {
         case Io::failed:
             if (op.lib_error == errc::truncated) {
                 op.lib_error = errc::tls_error;
-                op.tls_part().reason = "the peer closed the connection during the TLS handshake";
+                op.rare_part().reason = "the peer closed the connection during the TLS handshake";
             }
             return true;
     }
@@ -107,7 +107,7 @@ bool start_accept_handshake(SocketOp& op, int fd) noexcept {
         f.ctx = *op.state->tls_ctx();
         f.handshake_timeout = op.state->handshake_timeout();
         f.session = std::make_unique<TlsSession>(*f.ctx, fd, true, std::string());
-        op.tls_part().conn.reset(conn.release());
+        op.rare_part().conn.reset(conn.release());
         op.state->tls_fields->accepting = &op;
     } catch (const TlsError& e) {
         return fail_tls(op, static_cast<errc>(e.code().value()), e.reason().c_str());

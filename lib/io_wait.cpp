@@ -80,6 +80,19 @@ bool IoWatch::move_waiter(IoWaiter& w, IoWatch& to) noexcept {
     return true;
 }
 
+void IoWatch::pause() noexcept {
+    if (!added_) return;
+    event_del(ev_);
+    added_ = false;
+}
+
+bool IoWatch::resume() noexcept {
+    if (waiter_ == nullptr || added_ || ev_ == nullptr) return true;
+    if (event_add(ev_, nullptr) != 0) return false;
+    added_ = true;
+    return true;
+}
+
 void IoWatch::close() noexcept {
     if (waiter_ != nullptr) detach(*waiter_);
     // Freed once not running: close() may run inside this watch's callback.

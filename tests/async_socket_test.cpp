@@ -2,10 +2,13 @@
 
 #include <doctest/doctest.h>
 
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <exception>
 #include <memory>
@@ -321,6 +324,117 @@ TEST_SUITE("async_socket") {
         a.close();
         REQUIRE(test::run_until(map, [&] { return t.done(); }));
         CHECK(code == std::errc::bad_file_descriptor);
+    }
+
+    // Out of descriptors, accept() neither fails nor spins: the listener
+    // stays open, one line is logged per pause, accepting pauses for 100 ms
+    // at a time, and the connections waiting in the backlog are taken once
+    // descriptors are free again (as Dispatcher's accept does).
+    TEST_CASE("EMFILE: accept() waits, pausing 100 ms at a time, and resumes once fds are free") {
+        ChannelMap map;
+        AsyncSocket listener(AF_INET, SOCK_STREAM);
+        listener.bind(test::loopback(AF_INET));
+        listener.listen(64);
+        const asyncore::Address to = listener.local_address();
+        constexpr std::size_t clients = 8;
+        std::vector<asyncore::Socket> conns;
+        for (std::size_t i = 0; i < clients; ++i) {
+            conns.push_back(asyncore::Socket::create(AF_INET, SOCK_STREAM));
+            REQUIRE((::connect(conns.back().fd(), to.native(), to.native_size()) == 0 ||
+                     errno == EINPROGRESS));
+        }
+        std::vector<AsyncSocket> taken;
+        auto accept_all = [&]() -> Task<void> {
+            for (;;) {
+                auto [conn, addr] = co_await listener.accept();
+                taken.push_back(std::move(conn));
+            }
+        };
+        test::StderrCapture err;
+        test::NofileLimit limit;
+        REQUIRE(limit.set(static_cast<rlim_t>(test::highest_open_fd()) + 3));
+        // Fill every free descriptor below the limit (at least the two above
+        // the highest open one), then free exactly two.
+        std::vector<asyncore::Socket> ballast;
+        for (int fd; (fd = ::dup(0)) >= 0;)
+            ballast.emplace_back(fd);
+        REQUIRE(errno == EMFILE);
+        REQUIRE(ballast.size() >= 2);
+        ballast.pop_back();
+        ballast.pop_back();
+
+        auto t = asyncore::spawn(accept_all(), map);
+        auto exhausted = [&] {
+            return err.text().find("Too many open files") != std::string::npos;
+        };
+        REQUIRE(
+            test::run_until(map, [&] { return (taken.size() == 2 && exhausted()) || t.done(); }));
+        REQUIRE_FALSE(t.done());  // EMFILE did not end the accepting task
+        // While descriptors stay exhausted accept() waits, paused, not spinning.
+        bool waited = false;
+        auto passes = map.stats().passes;
+        map.call_later(350ms, [&] { waited = true; });
+        REQUIRE(test::run_until(map, [&] { return waited || t.done(); }));
+        CHECK_FALSE(t.done());
+        CHECK(map.stats().passes - passes < 40);
+        const std::string log = err.text();
+        auto pauses = std::count(log.begin(), log.end(), '\n');
+        CHECK(pauses >= 1);
+        CHECK(pauses < 10);
+        CHECK(taken.size() == 2);
+
+        // Free descriptors: the ballast, the accepted connections, and the limit.
+        ballast.clear();
+        taken.clear();
+        limit.restore();
+        REQUIRE(test::run_until(map, [&] { return taken.size() == clients - 2 || t.done(); }));
+        CHECK_FALSE(t.done());
+        t.terminate();
+        REQUIRE(test::run_until(map, [&] { return t.done(); }));
+        err.restore();
+        CHECK(log.find("accept: Too many open files") != std::string::npos);
+    }
+
+    TEST_CASE("EMFILE: an accept() with a timeout, in a task or blocking, times out") {
+        ChannelMap map;
+        AsyncSocket listener(AF_INET, SOCK_STREAM);
+        listener.bind(test::loopback(AF_INET));
+        listener.listen(8);
+        const asyncore::Address to = listener.local_address();
+        asyncore::Socket client = asyncore::Socket::create(AF_INET, SOCK_STREAM);
+        REQUIRE(
+            (::connect(client.fd(), to.native(), to.native_size()) == 0 || errno == EINPROGRESS));
+        listener.settimeout(300ms);
+        test::StderrCapture err;
+        test::NofileLimit limit;
+        REQUIRE(limit.set(static_cast<rlim_t>(test::highest_open_fd()) + 1));
+        std::vector<asyncore::Socket> ballast;
+        for (int fd; (fd = ::dup(0)) >= 0;)
+            ballast.emplace_back(fd);
+        REQUIRE(errno == EMFILE);
+
+        bool timed_out = false;
+        run_task(map, [&]() -> Task<void> {
+            try {
+                co_await listener.accept();
+            } catch (const asyncore::TimeoutError&) {
+                timed_out = true;
+            }
+        });
+        CHECK(timed_out);
+        CHECK_THROWS_AS(listener.accept().wait(), asyncore::TimeoutError);
+        const std::string log = err.text();
+        auto pauses = std::count(log.begin(), log.end(), '\n');
+        CHECK(pauses >= 2);
+        CHECK(pauses < 20);  // a few per 300 ms, not one per attempt of a spin
+
+        // Nothing was lost: once descriptors are free the connection is taken.
+        ballast.clear();
+        limit.restore();
+        listener.settimeout(10s);
+        auto conn = listener.accept().wait();
+        CHECK(conn.sock);
+        err.restore();
     }
 
     TEST_CASE("blocking mode runs the same operations from a plain thread") {

@@ -1,11 +1,14 @@
 // The library changes no process-wide signal disposition, and none of its
 // writes to a peer that has gone raises SIGPIPE: each case runs in a child
 // process whose SIGPIPE is at its default action (death), and must exit
-// normally with the error reported the library's way.
+// normally with the error reported the library's way (handle_close() for
+// the dispatchers, an exception for AsyncSocket and AsyncFile).
 
+#include <asyncore/async_chat.hpp>
 #include <asyncore/async_file.hpp>
 #include <asyncore/async_socket.hpp>
 #include <asyncore/dispatcher.hpp>
+#include <asyncore/dispatcher_with_send.hpp>
 #include <asyncore/file_dispatcher.hpp>
 #include <asyncore/loop.hpp>
 #include <asyncore/task.hpp>
@@ -88,6 +91,41 @@ struct Writer : asyncore::Dispatcher {
     }
 };
 
+// A DispatcherWithSend that keeps queueing more than the socket takes.
+struct BufferedWriter : asyncore::DispatcherWithSend {
+    BufferedWriter(asyncore::Socket s, ChannelMap& m) : DispatcherWithSend(std::move(s), m) {}
+    bool closed = false;
+    bool readable() override { return false; }
+    bool writable() override { return true; }
+    void handle_write() override { send(std::string(65536, 'b')); }
+    void handle_close() override {
+        closed = true;
+        close();
+    }
+};
+
+// An AsyncChat (sendmsg, or writev for a pipe) that keeps pushing.
+struct ChatWriter : asyncore::AsyncChat {
+    ChatWriter(asyncore::Socket s, ChannelMap& m) : AsyncChat(std::move(s), m) {}
+    /// Over a pipe's write end (writev, not sendmsg).
+    ChatWriter(ChannelMap& m, int pipe_fd) : AsyncChat(m) {
+        set_file(asyncore::Socket(pipe_fd));
+        set_connected(true);
+    }
+    bool closed = false;
+    bool readable() override { return false; }
+    bool writable() override { return true; }
+    void handle_write() override {
+        push(std::string(65536, 'c'));
+        push(std::string(100, 'd'));
+        AsyncChat::handle_write();
+    }
+    void handle_close() override {
+        closed = true;
+        close();
+    }
+};
+
 struct FileWriter : asyncore::FileDispatcher {
     FileWriter(int fd, ChannelMap& m) : FileDispatcher(fd, m) {}
     bool closed = false;
@@ -121,6 +159,76 @@ TEST_SUITE("signals") {
             b.reset();
             test::run_until(map, [&] { return w.closed; });
             return w.closed ? 0 : 1;
+        }));
+    }
+
+    TEST_CASE("a DispatcherWithSend and an AsyncChat writing to a peer that has gone close") {
+        check_clean(in_child([] {
+            ChannelMap map;
+            auto [a, b] = test::connected_pair(AF_INET);
+            auto [c, d] = test::connected_pair(AF_UNIX);
+            BufferedWriter w(std::move(a), map);
+            ChatWriter chat(std::move(c), map);
+            b.reset();
+            d.reset();
+            test::run_until(map, [&] { return w.closed && chat.closed; });
+            return w.closed && chat.closed ? 0 : 1;
+        }));
+    }
+
+    TEST_CASE("an AsyncChat writing to a pipe without a reader gets handle_close") {
+        check_clean(in_child([] {
+            ChannelMap map;
+            int fds[2];
+            if (::pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) return 2;
+            ::close(fds[0]);
+            ChatWriter chat(map, fds[1]);
+            test::run_until(map, [&] { return chat.closed; });
+            return chat.closed ? 0 : 1;
+        }));
+    }
+
+    TEST_CASE(
+        "AsyncSocket sendall and send_msg to a peer that has gone throw, in tasks and blocking") {
+        check_clean(in_child([] {
+            ChannelMap map;
+            auto [a, b] = test::connected_pair(AF_INET);
+            auto [c, d] = test::connected_pair(AF_UNIX);
+            asyncore::AsyncSocket to_gone(std::move(a));
+            asyncore::AsyncSocket msg_to_gone(std::move(c));
+            b.reset();
+            d.reset();
+            int codes = 0;
+            auto send = [&]() -> Task<void> {
+                try {
+                    for (int i = 0; i < 1000; ++i)
+                        co_await to_gone.sendall(std::string(65536, 's'));
+                } catch (const std::system_error&) {
+                    ++codes;
+                }
+            };
+            auto send_msgs = [&]() -> Task<void> {
+                try {
+                    for (int i = 0; i < 1000; ++i)
+                        co_await msg_to_gone.send_msg(std::string(65536, 'm'));
+                } catch (const std::system_error&) {
+                    ++codes;
+                }
+            };
+            auto t1 = asyncore::spawn(send(), map);
+            auto t2 = asyncore::spawn(send_msgs(), map);
+            test::run_until(map, [&] { return t1.done() && t2.done(); });
+            // Blocking mode, from a plain thread's point of view.
+            auto [e, f] = test::connected_pair(AF_INET);
+            asyncore::AsyncSocket blocking(std::move(e));
+            f.reset();
+            try {
+                for (int i = 0; i < 1000; ++i)
+                    blocking.sendall(std::string(65536, 'w')).wait();
+            } catch (const std::system_error&) {
+                ++codes;
+            }
+            return codes == 3 ? 0 : 1;
         }));
     }
 

@@ -29,6 +29,9 @@
 // so two tasks can do full-duplex I/O on one socket; starting a second read
 // (or write) while one is pending throws errc::busy.
 //
+// Descriptor exhaustion: accept() waits it out instead of failing, pausing
+// 100 ms at a time (see accept() below), so a listener survives EMFILE.
+//
 // Timeouts: settimeout() applies to each operation started afterwards
 // (TimeoutError). A recvall/recv_msg/sendall/send_msg that times out or is
 // cancelled may have moved part of the data: close the socket then.
@@ -230,18 +233,28 @@ struct SocketOp : IoWaiter {
     bool wait_write = false;   ///< the readiness the next wait needs
     bool handshaking = false;  ///< in a TLS handshake
     bool blocking = false;     ///< run by wait() on a plain thread: not the loop's to track
-    /// What only a TLS operation needs, allocated on first use so that the
-    /// awaitables of plaintext operations, in coroutine frames, stay small.
-    struct TlsPart {
+    bool backing_off = false;  ///< accept() out of descriptors: waits for the pause to end
+    /// What only rare operations need (TLS, an accept() backing off),
+    /// allocated on first use so that the awaitables of plaintext
+    /// operations, in coroutine frames, stay small.
+    struct RarePart {
+        RarePart() = default;
+        RarePart(const RarePart&) = delete;
+        RarePart& operator=(const RarePart&) = delete;
+        ~RarePart() {
+            if (backoff && !backoff.cancelled()) backoff.cancel();
+        }
         /// Non-empty after a TLS failure: finish() throws TlsError(lib_error, reason).
         std::string reason;
         /// accept() over TLS: the connection while it handshakes.
         std::unique_ptr<SocketState, SocketStateDeleter> conn;
+        /// accept() out of descriptors: the end of its pause.
+        TimerHandle backoff;
     };
-    std::unique_ptr<TlsPart> tls;
-    TlsPart& tls_part() {
-        if (!tls) tls = std::make_unique<TlsPart>();
-        return *tls;
+    std::unique_ptr<RarePart> rare;
+    RarePart& rare_part() {
+        if (!rare) rare = std::make_unique<RarePart>();
+        return *rare;
     }
 };
 
@@ -376,7 +389,18 @@ class AsyncSocket {
     void set_max_message_size(std::size_t bytes) noexcept;
     std::size_t max_message_size() const noexcept;
 
-    /// Accepts a connection (non-blocking, close-on-exec).
+    /// Accepts a connection (non-blocking, close-on-exec). A connection
+    /// reset while it waited in the backlog is skipped. Out of descriptors
+    /// or kernel memory (EMFILE, ENFILE, ENOBUFS, ENOMEM), accept() neither
+    /// fails nor spins: it logs one line on stderr, stops watching the
+    /// listener for 100 ms, tries again, and so on, until it takes a
+    /// connection, its timeout (settimeout()) expires, it is terminated, or
+    /// the socket is closed. The listener stays open and the connections
+    /// wait in its backlog, as with nginx and Dispatcher's accept(): a
+    /// server whose accept loop is `for (;;) spawn(serve(co_await
+    /// l.accept()))` rides out descriptor exhaustion, serving the
+    /// connections it has, and accepts again once descriptors are freed.
+    /// Blocking mode (wait()) pauses likewise.
     SocketAwaitable<Connection, true> accept();
     /// Connects to `addr`; raises the connect errno (ECONNREFUSED...).
     SocketAwaitable<void, true> connect(const Address& addr);

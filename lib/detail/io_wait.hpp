@@ -42,6 +42,13 @@ class IoWatch {
     /// descriptor (TLS). Its timeout keeps running. False, leaving it here,
     /// if `to` cannot register it.
     bool move_waiter(IoWaiter& w, IoWatch& to) noexcept;
+    /// Stops watching the descriptor while keeping the waiter registered
+    /// (its timeout keeps running), until resume(): accept() backing off
+    /// while the process is out of descriptors.
+    void pause() noexcept;
+    /// Watches again after pause() if a waiter is still registered; false
+    /// if the event could not be added back.
+    bool resume() noexcept;
     /// Deletes and frees the event; a waiter still registered is detached
     /// (the caller completes it).
     void close() noexcept;

@@ -207,7 +207,7 @@ enum class Io { progress, again, eof, failed };
 Io tls_io(SocketOp& op, const TlsSession& tls, TlsResult r, std::size_t& moved) noexcept;
 /// One handshake step on op.io_state()'s session.
 bool step_handshake(SocketOp& op) noexcept;
-/// accept() over TLS, once the listener gave `fd`: sets up op.tls->conn and
+/// accept() over TLS, once the listener gave `fd`: sets up op.rare->conn and
 /// starts its server-side handshake.
 bool start_accept_handshake(SocketOp& op, int fd) noexcept;
 /// connect() over TLS, once the TCP connection is up.

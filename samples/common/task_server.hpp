@@ -11,6 +11,7 @@
 
 #include <asyncore/async_socket.hpp>
 #include <asyncore/signals.hpp>
+#include <asyncore/sync.hpp>
 #include <asyncore/task.hpp>
 
 #include <sys/socket.h>
@@ -27,7 +28,7 @@
 
 namespace sample {
 
-/// A listening socket on --host/--port; prints "listening on HOST:PORT".
+/// A listening socket on --host/--port (Server announces it).
 inline asyncore::AsyncSocket listen_from(const CommandLine& opts) {
     auto addr = asyncore::Address::ip(opts.get("host", "127.0.0.1"),
                                       static_cast<std::uint16_t>(opts.number("port", 0, 0, 65535)));
@@ -35,8 +36,6 @@ inline asyncore::AsyncSocket listen_from(const CommandLine& opts) {
     listener.setsockopt(SOL_SOCKET, SO_REUSEADDR, 1);
     listener.bind(addr);
     listener.listen(1024);
-    std::printf("listening on %s\n", listener.local_address().to_string().c_str());
-    std::fflush(stdout);
     return listener;
 }
 
@@ -46,9 +45,19 @@ class Server {
     /// How long a shutdown waits for connections to finish.
     static constexpr std::chrono::seconds grace{5};
 
+    /// Watches the signals, then prints "listening on HOST:PORT": whoever
+    /// reads that line may send SIGTERM at once and see a clean exit. (The
+    /// watches are made here, not in stop_on_signal(), which as a task
+    /// starts only on the loop's first pass.)
     explicit Server(asyncore::AsyncSocket& listener,
                     asyncore::ChannelMap& map = asyncore::socket_map())
-        : listener_(listener), stats_(map.on_signal(SIGUSR1, [&map](int) { print_stats(map); })) {}
+        : listener_(listener),
+          stats_(map.on_signal(SIGUSR1, [&map](int) { print_stats(map); })),
+          on_int_(map.on_signal(SIGINT, [this](int) { stop_requested_.set(); })),
+          on_term_(map.on_signal(SIGTERM, [this](int) { stop_requested_.set(); })) {
+        std::printf("listening on %s\n", listener.local_address().to_string().c_str());
+        std::fflush(stdout);
+    }
 
     /// Keeps the task serving the connection on descriptor `fd`.
     void track(asyncore::TaskRef t, int fd) {
@@ -59,7 +68,7 @@ class Server {
 
     /// Waits for SIGINT or SIGTERM, then shuts down gracefully.
     asyncore::Task<void> stop_on_signal() {
-        co_await asyncore::wait_signal({SIGINT, SIGTERM});
+        co_await stop_requested_.wait();
         stopping_ = true;
         listener_.close();
         // A task still running holds its socket open: the descriptor is its own.
@@ -96,24 +105,34 @@ class Server {
 
     asyncore::AsyncSocket& listener_;
     asyncore::SignalWatch stats_;
+    asyncore::Event stop_requested_;
+    asyncore::SignalWatch on_int_;
+    asyncore::SignalWatch on_term_;
     std::vector<Conn> conns_;
     bool stopping_ = false;
 };
 
 /// Accepts connections until `server` stops, running `handler(conn, addr)`
-/// (which returns a Task) as a tracked task for each. A failed accept is
-/// logged and does not stop the server: the next connection is served.
+/// (which returns a Task) as a tracked task for each. Out of descriptors,
+/// accept() itself waits, pausing, until it can take a connection (see
+/// async_socket.hpp). Any other failed accept is logged and the next try
+/// waits 100 ms, so that no error stops the server or spins the loop.
 template <class Handler>
 asyncore::Task<void> accept_loop(asyncore::AsyncSocket& listener, Server& server, Handler handler) {
     while (!server.stopping()) {
+        bool failed = false;
         try {
             auto [conn, addr] = co_await listener.accept();
             int fd = conn.fd();
             server.track(asyncore::spawn(handler(std::move(conn), addr)), fd);
+        } catch (const asyncore::Cancelled&) {
+            throw;
         } catch (const std::system_error& e) {
             if (server.stopping()) break;
             std::fprintf(stderr, "accept: %s\n", e.what());
+            failed = true;
         }
+        if (failed) co_await asyncore::sleep(std::chrono::milliseconds(100));
     }
 }
 

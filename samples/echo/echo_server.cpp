@@ -7,9 +7,9 @@
 //
 // Backpressure the asyncore way: while more than 1 MiB of echo waits for a
 // peer that does not read, readable() is false for that peer, so memory stays
-// bounded. A peer that half-closes gets every byte echoed before the close. --max-fds lowers
-// RLIMIT_NOFILE: flooded with more connections than descriptors, the server keeps serving and
-// accepts again once fds free up.
+// bounded. A peer that half-closes gets the rest of its echo, then the close.
+// --max-fds lowers RLIMIT_NOFILE: flooded with more connections than
+// descriptors, the server keeps serving and accepts again once fds free up.
 // --threads N runs N loops, shared-nothing: each thread has its own
 // ChannelMap and its own listener on the same port (SO_REUSEPORT), and the
 // kernel spreads the connections over them. --idle-timeout closes a
@@ -53,28 +53,24 @@ class EchoHandler : public asyncore::DispatcherWithSend {
         set_idle_timeout(idle_timeout);
     }
 
-    bool readable() override { return !draining_ && pending() <= high_water; }
+    bool readable() override { return !input_ended_ && pending() <= high_water; }
     void handle_read() override {
         std::size_t n = recv_into(shared_buffer);
         if (n > 0) send(std::string_view(shared_buffer, n));
     }
-    // The peer closed its side. If it only half-closed, it still reads: the
-    // echo still queued for it goes out first, then the connection closes.
-    // A peer that is gone fails the next send, which closes at once.
+    // The peer's EOF ends its input, not its echo: what is still pending is
+    // sent, then the connection closes, so a peer that half-closes gets
+    // every byte back. After a reset the next send fails and closes it.
     void handle_close() override {
-        if (pending() > 0 && !draining_) {
-            draining_ = true;
-            return;
-        }
-        close();
+        if (input_ended_ || pending() == 0) return close();
+        input_ended_ = true;
+        close_when_done();
     }
-    void handle_write() override {
-        DispatcherWithSend::handle_write();
-        if (draining_ && pending() == 0 && fileno() >= 0) close();
-    }
+    // Idle: closed at once, pending echo or not.
+    void handle_idle_timeout() override { close(); }
 
   private:
-    bool draining_ = false;
+    bool input_ended_ = false;
 };
 
 class EchoServer : public asyncore::Dispatcher {

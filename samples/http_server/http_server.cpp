@@ -1,8 +1,8 @@
 // HTTP/1.1 on Tasks + AsyncSocket: keep-alive, pipelining, GET /hello, files
-// under --root, 400/404/405/408/431 and a request-size limit. A request the
-// server cannot parse with certainty (http_request.hpp: parse_request_head(),
-// which also refuses any Transfer-Encoding) gets 400 and the connection
-// closes.
+// under --root, 400/404/405/408/431, 503 when a file cannot be opened for
+// want of descriptors, and a request-size limit. A request the server
+// cannot parse with certainty (http_request.hpp: parse_request_head(), which
+// also refuses any Transfer-Encoding) gets 400 and the connection closes.
 //
 //   http_server [--host H] [--port P] [--root DIR] [--max-request BYTES]
 //               [--header-timeout SECONDS] [--keepalive-timeout SECONDS]
@@ -29,8 +29,10 @@
 
 #include <fcntl.h>
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -108,19 +110,30 @@ bool safe_path(std::string_view p) {
     return true;
 }
 
+enum class FileResult { sent, not_found, unavailable };
+
 // Files are sent in 1 MiB pieces so a large one never sits whole in memory.
-Task<bool> send_file(AsyncSocket& conn, const Config& cfg, const Request& req, bool head_only) {
+// A file that cannot be opened for want of descriptors (or memory) is the
+// server's trouble for a while, not the client's: unavailable (503), not a
+// 404 saying the file is not there.
+Task<FileResult> send_file(AsyncSocket& conn, const Config& cfg, const Request& req,
+                           bool head_only) {
     std::string path = req.target.substr(0, req.target.find('?'));
-    if (cfg.root.empty() || !safe_path(path)) co_return false;
+    if (cfg.root.empty() || !safe_path(path)) co_return FileResult::not_found;
     std::string full = cfg.root + path;
     int fd = ::open(full.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) co_return false;
+    if (fd < 0) {
+        const int err = errno;
+        if (err != EMFILE && err != ENFILE && err != ENOMEM) co_return FileResult::not_found;
+        std::fprintf(stderr, "open %s: %s\n", full.c_str(), std::strerror(err));
+        co_return FileResult::unavailable;
+    }
     asyncore::Socket owner(fd);
     struct stat st {};
-    if (::fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) co_return false;
+    if (::fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) co_return FileResult::not_found;
     auto size = static_cast<std::size_t>(st.st_size);
     co_await conn.sendall(head_for(200, "OK", content_type(path), size, req.keep_alive));
-    if (head_only) co_return true;
+    if (head_only) co_return FileResult::sent;
     std::string piece;
     for (std::size_t off = 0; off < size;) {
         piece.resize(std::min<std::size_t>(1 << 20, size - off));
@@ -130,7 +143,7 @@ Task<bool> send_file(AsyncSocket& conn, const Config& cfg, const Request& req, b
         co_await conn.sendall(piece);
         off += static_cast<std::size_t>(n);
     }
-    co_return true;
+    co_return FileResult::sent;
 }
 
 Task<void> respond(AsyncSocket& conn, const Config& cfg, const Request& req) {
@@ -140,8 +153,14 @@ Task<void> respond(AsyncSocket& conn, const Config& cfg, const Request& req) {
                              req.keep_alive, false);
     } else if (req.target == "/hello") {
         co_await send_simple(conn, 200, "OK", "Hello, world!", req.keep_alive, head_only);
-    } else if (!co_await send_file(conn, cfg, req, head_only)) {
-        co_await send_simple(conn, 404, "Not Found", "not found\n", req.keep_alive, head_only);
+    } else {
+        FileResult r = co_await send_file(conn, cfg, req, head_only);
+        if (r == FileResult::not_found) {
+            co_await send_simple(conn, 404, "Not Found", "not found\n", req.keep_alive, head_only);
+        } else if (r == FileResult::unavailable) {
+            co_await send_simple(conn, 503, "Service Unavailable", "out of resources; try again\n",
+                                 req.keep_alive, head_only);
+        }
     }
 }
 

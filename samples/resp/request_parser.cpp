@@ -23,7 +23,9 @@ void RequestParser::read_lines() {
 
 void RequestParser::collect_incoming_data(std::string_view data) {
     if (stopped_) return;
-    if (state_ == State::bulk) {
+    if (holding_) {
+        held_.append(data);
+    } else if (state_ == State::bulk) {
         args_.bytes.append(data);
     } else if (state_ == State::stalled) {
         waiting_bytes_ += data.size();
@@ -194,6 +196,24 @@ void RequestParser::trim_buffers(std::size_t keep_capacity) {
     if (args_.bytes.capacity() > keep_capacity && state_ == State::request) {
         std::string().swap(args_.bytes);
     }
+    if (!holding_ && held_.capacity() > keep_capacity) std::string().swap(held_);
+}
+
+// With no terminator the scanner hands every later byte, unparsed, to
+// collect_incoming_data(), which keeps it in held_.
+void RequestParser::hold_input() {
+    if (holding_ || stopped_) return;
+    holding_ = true;
+    set_terminator(std::nullopt);
+}
+
+void RequestParser::release_held_input() {
+    if (!holding_) return;
+    holding_ = false;
+    set_terminator("\n");  // held at a request boundary: a request line is next
+    std::string input = std::move(held_);
+    held_.clear();
+    feed(input);
 }
 
 }  // namespace resp

@@ -55,6 +55,14 @@ class RequestParser : public asyncore::AsyncChat {
     void stop_parsing() noexcept { stopped_ = true; }
     /// Releases the argument buffer after a large request, between requests.
     void trim_buffers(std::size_t keep_capacity);
+    /// Called from on_request(): the rest of the input (of this read and of
+    /// later ones) is kept unparsed, at the request boundary, until
+    /// release_held_input(). For a peer that pipelines faster than it reads
+    /// its replies.
+    void hold_input();
+    bool holding_input() const noexcept { return holding_; }
+    /// Parses what was held back (which may hold back its rest again).
+    void release_held_input();
 
   private:
     enum class State {
@@ -86,6 +94,8 @@ class RequestParser : public asyncore::AsyncChat {
     std::size_t waiting_bytes_ = 0;        ///< its bytes consumed so far
     ArgBuffer args_;
     std::vector<std::string_view> argv_;
+    std::string held_;      ///< input not parsed yet (hold_input())
+    bool holding_ = false;  ///< input goes to held_ (the terminator is none)
     bool stopped_ = false;
 };
 

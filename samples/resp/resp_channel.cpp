@@ -40,7 +40,26 @@ void RespChannel::set_timeout_of_all(asyncore::ChannelMap& map, std::int64_t sec
 
 void RespChannel::on_request(std::span<const std::string_view> argv) {
     After after = router_ ? router_->run(argv, out_) : commands_.execute(argv, out_);
-    if (after == After::close) stop_parsing();
+    if (after == After::close) return stop_parsing();
+    // Once the replies of this read and those still queued pass the high
+    // watermark, the rest of the read waits unparsed, and readable() stays
+    // false until run_held(): a peer pipelining GETs of a large value
+    // without reading costs one queue's worth.
+    if (out_.size() + output_queued() >= output_high_watermark()) hold_input();
+}
+
+// Runs the requests held back while the output stays below the high
+// watermark (each batch may hold back its rest again). Not re-entered from
+// the pushes it makes.
+void RespChannel::run_held() {
+    if (running_held_) return;
+    running_held_ = true;
+    while (holding_input() && !output_paused() && fileno() >= 0) {
+        release_held_input();
+        flush();
+    }
+    running_held_ = false;
+    if (fileno() >= 0) rearm();
 }
 
 std::string& RespChannel::reply_buffer() {
@@ -53,9 +72,22 @@ void RespChannel::on_protocol_error(std::string_view message) {
 
 void RespChannel::handle_read() {
     AsyncChat::handle_read();
-    if (fileno() < 0) return;  // the peer closed
+    if (fileno() < 0 || input_ended_) return;  // the peer closed
     check_line_limit();
     flush();
+    if (holding_input()) run_held();  // unless the output is already high
+}
+
+void RespChannel::handle_close() {
+    if (fileno() < 0 || input_ended_) return close();
+    bool replies_owed = router_ && router_->pending() > 0;
+    if (!holding_input() && output_items() == 0 && !replies_owed) return close();
+    input_ended_ = true;
+    flush();
+}
+
+void RespChannel::on_output_drained() {
+    if (holding_input()) run_held();
 }
 
 void RespChannel::flush() {
@@ -68,7 +100,8 @@ void RespChannel::flush() {
         out_.clear();
     }
     bool replies_owed = router_ && router_->pending() > 0;
-    if (stopped() && !close_queued_ && !replies_owed && fileno() >= 0) {
+    bool done = stopped() || (input_ended_ && !holding_input());
+    if (done && !close_queued_ && !replies_owed && fileno() >= 0) {
         close_queued_ = true;
         close_when_done();
     }
@@ -78,7 +111,7 @@ void RespChannel::flush() {
 
 bool RespChannel::readable() {
     if (router_ && router_->pending() >= max_pending) return false;
-    return !stopped() && !output_paused();
+    return !stopped() && !input_ended_ && !holding_input() && !output_paused();
 }
 
 void RespChannel::replies_arrived(const ReplyBatch& replies) {

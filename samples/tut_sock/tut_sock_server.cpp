@@ -1,5 +1,8 @@
 // pycos' socket tutorial server: an accept task spawns one task per
-// connection, which reads until EOF and prints what it received.
+// connection, which reads until EOF and prints what it received. A message
+// is kept whole until then, so one over 1 MiB is refused: its connection is
+// closed (and logged) rather than letting a peer that never stops sending
+// grow the server without bound.
 //
 //   tut_sock_server [--host H] [--port P] [--max-message BYTES]
 //
@@ -16,6 +19,7 @@
 #include <cstdio>
 #include <string>
 #include <string_view>
+#include <system_error>
 
 #include "../common/task_server.hpp"
 
@@ -45,16 +49,24 @@ std::string escaped(std::string_view data) {
 
 Task<void> process(AsyncSocket conn, asyncore::Address peer, std::size_t max_message, int& count) {
     std::string data;
-    for (;;) {
-        std::string chunk = co_await conn.recv(1024);
-        if (chunk.empty()) break;
-        if (chunk.size() > max_message - data.size()) {
-            std::printf("closing %s: message over %zu bytes\n", peer.to_string().c_str(),
-                        max_message);
-            std::fflush(stdout);
-            co_return;
+    try {
+        for (;;) {
+            std::string chunk = co_await conn.recv(1024);
+            if (chunk.empty()) break;
+            if (chunk.size() > max_message - data.size()) {
+                std::printf("closing %s: message over %zu bytes\n", peer.to_string().c_str(),
+                            max_message);
+                std::fflush(stdout);
+                co_return;
+            }
+            data += chunk;
         }
-        data += chunk;
+    } catch (const asyncore::Cancelled&) {
+        throw;
+    } catch (const std::system_error& e) {
+        // A peer that resets is gone with its message: one line, not a task failure.
+        std::fprintf(stderr, "connection from %s: %s\n", peer.to_string().c_str(), e.what());
+        co_return;
     }
     std::printf("received: %s\n", escaped(data).c_str());
     std::fflush(stdout);

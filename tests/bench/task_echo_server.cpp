@@ -76,7 +76,8 @@ Task<void> accept_loop(AsyncSocket listener) {
         } catch (const asyncore::Cancelled&) {
             throw;
         } catch (const std::system_error& e) {
-            // EMFILE and the like: report, back off, keep serving the others.
+            // An unexpected accept error (out of descriptors, accept() waits
+            // by itself): report, back off, keep serving the others.
             std::fprintf(stderr, "accept: %s\n", e.what());
             failed = true;
         }
