@@ -82,13 +82,13 @@ bool IoWatch::move_waiter(IoWaiter& w, IoWatch& to) noexcept {
 
 void IoWatch::pause() noexcept {
     if (!added_) return;
-    event_del(ev_);
+    ev_.stop();
     added_ = false;
 }
 
 bool IoWatch::resume() noexcept {
-    if (waiter_ == nullptr || added_ || ev_ == nullptr) return true;
-    if (event_add(ev_, nullptr) != 0) return false;
+    if (waiter_ == nullptr || added_ || !ev_) return true;
+    if (!ev_.start()) return false;
     added_ = true;
     return true;
 }

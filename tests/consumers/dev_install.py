@@ -22,8 +22,12 @@ SKIPPED = 77
 
 
 def expected_files(args):
-    headers = [name for name in os.listdir(os.path.join(args.source_root, "include", "asyncore"))
-               if name.endswith(".hpp")]
+    # Every public header, and the detail/ headers they include (the internals
+    # under lib/detail/ stay private).
+    top = os.path.join(args.source_root, "include", "asyncore")
+    headers = [name for name in os.listdir(top) if name.endswith(".hpp")]
+    headers += [os.path.join("detail", name) for name in os.listdir(os.path.join(top, "detail"))
+                if name.endswith(".hpp")]
     lib = args.libdir
     return sorted(
         [os.path.join(args.includedir, "asyncore", h) for h in headers + ["version.hpp"]]

@@ -125,7 +125,8 @@ try:
         served_before = sum(s.served for s in flood)
         want = min(freed, sum(not s.served for s in flood))
         driver.run(min(deadline, time.monotonic() + 1.0),
-                   until=lambda: sum(s.served for s in flood) - served_before >= want)
+                   until=lambda: sum(s.served for s in flood) - served_before >= want
+                   if sample.replies else not driver.running)
     for s in flood + early:
         if not s.done:
             s._finish("close")
