@@ -18,6 +18,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstddef>
+#include <cstdlib>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -78,6 +79,22 @@ struct CappedBusy : Busy {
 }  // namespace
 
 TEST_SUITE("loop") {
+    TEST_CASE("backend() names libevent's backend; EVENT_NOEPOLL rules epoll out") {
+        ChannelMap map;
+        std::string_view backend = map.backend();
+        CHECK((backend == "epoll" || backend == "poll" || backend == "select" ||
+               backend == "kqueue"));
+        // ./dev test runs the release suite a second time with EVENT_NOEPOLL:
+        // this is what makes that run a run on another backend.
+        if (std::getenv("EVENT_NOEPOLL") != nullptr) {
+            CHECK(backend != "epoll");
+        } else {
+#ifdef __linux__
+            CHECK(backend == "epoll");
+#endif
+        }
+    }
+
     TEST_CASE("loop() returns at once when the map has no channels and no timers") {
         ChannelMap map;
         CHECK_FALSE(map.has_work());

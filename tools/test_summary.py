@@ -118,7 +118,11 @@ def read_testlog(path, tally):
 def summarise_run(name, build_dir, returncode):
     """Tally one build's test run and print its breakdown; return the tally."""
     tally = Tally()
-    error = read_testlog(os.path.join(build_dir, "meson-logs", "testlog.json"), tally)
+    # A run's log: BUILDDIR/meson-logs/testlog.json, or a .json path itself
+    # (a second run of one build, meson test --logbase).
+    log = build_dir if build_dir.endswith(".json") else os.path.join(build_dir, "meson-logs",
+                                                                          "testlog.json")
+    error = read_testlog(log, tally)
     if error:
         tally.failed += 1
         tally.failures.append(("meson test", error))
