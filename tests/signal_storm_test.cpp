@@ -1,6 +1,6 @@
-// EINTR never surfaces: with a no-op SIGUSR1 handler installed WITHOUT
+// EINTR never surfaces: with no-op SIGUSR1 and SIGCHLD handlers installed WITHOUT
 // SA_RESTART (so every blocking system call it interrupts fails with EINTR
-// instead of restarting), and another thread sending SIGUSR1 to the loop
+// instead of restarting), and another thread sending both to the loop
 // thread every millisecond, real traffic through a Dispatcher echo, an
 // AsyncChat line echo and AsyncSocket tasks arrives whole, and nothing
 // reaches handle_error() or a task as an exception. A blocking-mode client
@@ -40,37 +40,41 @@ using asyncore::Task;
 
 namespace {
 
-std::atomic<long> usr1_delivered{0};
-extern "C" void count_usr1(int) {
-    usr1_delivered.fetch_add(1, std::memory_order_relaxed);
+std::atomic<long> signals_delivered{0};
+extern "C" void count_signal(int) {
+    signals_delivered.fetch_add(1, std::memory_order_relaxed);
 }
 
-// SIGUSR1's disposition while alive: a handler without SA_RESTART.
+// A signal's disposition while alive: a handler without SA_RESTART.
 class NoRestartHandler {
   public:
-    NoRestartHandler() {
+    explicit NoRestartHandler(int signo) : signo_(signo) {
         struct sigaction sa {};
-        sa.sa_handler = count_usr1;
+        sa.sa_handler = count_signal;
         sigemptyset(&sa.sa_mask);
         sa.sa_flags = 0;  // no SA_RESTART: interrupted calls fail with EINTR
-        ::sigaction(SIGUSR1, &sa, &old_);
+        ::sigaction(signo_, &sa, &old_);
     }
-    ~NoRestartHandler() { ::sigaction(SIGUSR1, &old_, nullptr); }
+    ~NoRestartHandler() { ::sigaction(signo_, &old_, nullptr); }
     NoRestartHandler(const NoRestartHandler&) = delete;
     NoRestartHandler& operator=(const NoRestartHandler&) = delete;
 
   private:
+    int signo_;
     struct sigaction old_ {};
 };
 
-// Sends SIGUSR1 to each target thread every millisecond until destroyed.
+// Sends SIGUSR1 and SIGCHLD to each target thread every millisecond until
+// destroyed.
 class Storm {
   public:
     explicit Storm(std::vector<pthread_t> targets)
         : targets_(std::move(targets)), thread_([this] {
               while (!stop_.load()) {
-                  for (pthread_t t : targets_)
+                  for (pthread_t t : targets_) {
                       ::pthread_kill(t, SIGUSR1);
+                      ::pthread_kill(t, SIGCHLD);
+                  }
                   std::this_thread::sleep_for(1ms);
               }
           }) {}
@@ -180,9 +184,11 @@ Task<void> serve_messages(AsyncSocket& listener) {
 }  // namespace
 
 TEST_SUITE("signals") {
-    TEST_CASE("a SIGUSR1 every millisecond, without SA_RESTART, never surfaces as EINTR") {
-        NoRestartHandler handler;
-        usr1_delivered = 0;
+    TEST_CASE(
+        "SIGUSR1 and SIGCHLD every millisecond, without SA_RESTART, never surface as EINTR") {
+        NoRestartHandler on_usr1(SIGUSR1);
+        NoRestartHandler on_chld(SIGCHLD);
+        signals_delivered = 0;
         ChannelMap map;
         Errors errors;
         Server<EchoHandler> echo(map, errors);
@@ -271,7 +277,7 @@ TEST_SUITE("signals") {
         }
         blocking.join();
 
-        CHECK(usr1_delivered.load() > 100);  // the storm did reach the threads
+        CHECK(signals_delivered.load() > 100);  // the storm did reach the threads
         CHECK(errors.count == 0);
         CHECK(errors.first == "");
         for (auto& t : tasks) {
@@ -293,6 +299,6 @@ TEST_SUITE("signals") {
         CHECK(lines_back == lines_out);
         CHECK(messages_back == messages);
         CHECK(blocking_back == blocking_data);
-        MESSAGE("SIGUSR1 delivered " << usr1_delivered.load() << " times");
+        MESSAGE("SIGUSR1 and SIGCHLD delivered " << signals_delivered.load() << " times");
     }
 }
