@@ -184,8 +184,7 @@ Task<void> serve_messages(AsyncSocket& listener) {
 }  // namespace
 
 TEST_SUITE("signals") {
-    TEST_CASE(
-        "SIGUSR1 and SIGCHLD every millisecond, without SA_RESTART, never surface as EINTR") {
+    TEST_CASE("SIGUSR1 and SIGCHLD every millisecond, without SA_RESTART, never surface as EINTR") {
         NoRestartHandler on_usr1(SIGUSR1);
         NoRestartHandler on_chld(SIGCHLD);
         signals_delivered = 0;

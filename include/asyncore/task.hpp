@@ -77,7 +77,6 @@ class TaskRef;
 template <class T>
 class Task;
 
-
 /// An untyped, shared reference to a task: message it, terminate it, watch
 /// it. Copies refer to the same task. All methods are for the loop thread.
 class TaskRef {

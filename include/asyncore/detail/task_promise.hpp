@@ -3,8 +3,8 @@
 // which includes this at its end: not part of the API.
 #pragma once
 
-#include <cstddef>
 #include <coroutine>
+#include <cstddef>
 #include <new>
 #include <optional>
 #include <type_traits>
