@@ -218,11 +218,13 @@ void AsyncChat::process(std::string_view buf) {
     } catch (...) {
         scan_rest_ = 0;
         settle_input();
+        flush_deferred_quietly();  // what was pushed before the throw goes out
         throw;
     }
     scan_rest_ = 0;
     settle_input();
     if (input_epoch_ == epoch) held_.assign(buf.substr(pos));
+    if (send_deferred_) flush_deferred();
 }
 
 std::size_t AsyncChat::step_count(std::string_view buf, std::size_t pos, std::size_t epoch) {
@@ -399,16 +401,19 @@ bool AsyncChat::send_directly(std::string_view data, std::size_t& sent) {
 void AsyncChat::push(std::string_view data) {
     if (data.empty()) return;
     std::size_t sent = 0;
-    const bool tried = can_send_directly();
+    const bool defer = defer_send();
+    const bool tried = !defer && can_send_directly();
     if (tried && send_directly(data, sent)) return;
     enqueue(data.substr(sent));
+    if (defer) return defer_after_enqueue();
     after_enqueue(tried);
 }
 
 void AsyncChat::push(std::string&& data) {
     if (data.empty()) return;
     std::size_t sent = 0;
-    const bool tried = can_send_directly();
+    const bool defer = defer_send();
+    const bool tried = !defer && can_send_directly();
     if (tried && send_directly(data, sent)) return;
     if (data.size() - sent <= coalesce_limit) {
         enqueue(std::string_view(data).substr(sent));
@@ -417,6 +422,7 @@ void AsyncChat::push(std::string&& data) {
         out_bytes_ += data.size() - sent;
         out_.push_back(OutItem{std::move(data), nullptr, false});
     }
+    if (defer) return defer_after_enqueue();
     after_enqueue(tried);
 }
 
@@ -455,12 +461,50 @@ void AsyncChat::after_enqueue(bool tried) {
     if (fileno() >= 0) check_high();
 }
 
+// A push from a record that more records of the same read follow: queued,
+// sent with theirs when process() ends the scan (flush_deferred()). The
+// watermark is checked then too, on what the send left.
+void AsyncChat::defer_after_enqueue() {
+    send_deferred_ = true;
+    rearm();
+}
+
+// As the immediate sends the deferred pushes stand for: write until the
+// socket is full or the queue empty (initiate_send() writes at most one
+// ac_out_buffer_size at a time, as asynchat's does).
+void AsyncChat::write_deferred() {
+    send_deferred_ = false;
+    for (;;) {
+        if (write_blocked_ || fileno() < 0 || out_bytes_ == 0) return;
+        const std::size_t before = out_bytes_;
+        initiate_send();
+        if (out_bytes_ >= before) return;  // a producer or a mark in the way
+    }
+}
+
+void AsyncChat::flush_deferred() {
+    write_deferred();
+    if (fileno() >= 0) check_high();
+}
+
+// Before output is dropped (close(), discard_buffers()) or an exception
+// leaves the scan: the deferred pushes get the send they were spared.
+void AsyncChat::flush_deferred_quietly() noexcept {
+    if (!send_deferred_) return;
+    try {
+        write_deferred();
+    } catch (...) {
+        // The channel is closing or failing already; its own error wins.
+    }
+}
+
 void AsyncChat::close_when_done() {
     out_.push_back(OutItem{std::string(), nullptr, true});
     rearm();
 }
 
 void AsyncChat::initiate_send() {
+    send_deferred_ = false;
     if (!connected() || fileno() < 0) return;
     rearm();
     if (!out_.empty() && !out_.front().mark()) {
@@ -569,6 +613,7 @@ void AsyncChat::consume(std::size_t n) {
 }
 
 void AsyncChat::discard_buffers() {
+    flush_deferred_quietly();
     held_.clear();
     pending_ = {};
     incoming_.clear();
@@ -697,7 +742,10 @@ void AsyncChat::handle_write() {
 // goes on. A peer that is gone fails the next send, which comes back here
 // with reading stopped and closes.
 void AsyncChat::handle_close() {
-    if (!reading_stopped() && close_queued() && fileno() >= 0 && !out_.front().close) {
+    // Not connected (a peer gone before the accept: asyncore's getpeername()
+    // rule), the queue can never be written: close at once.
+    if (!reading_stopped() && close_queued() && fileno() >= 0 && connected() &&
+        !out_.front().close) {
         stop_reading();
         return;
     }
@@ -711,6 +759,7 @@ bool AsyncChat::close_queued() const noexcept {
 }
 
 void AsyncChat::close() {
+    flush_deferred_quietly();
     ++input_epoch_;
     pending_tls_.reset();
     Dispatcher::close();

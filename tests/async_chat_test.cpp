@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <memory>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -114,6 +115,43 @@ struct Pair {
         asyncore::read(chat);
     }
 };
+
+// Echoes each line as "echo: LINE\n" with push(), noting what stayed queued
+// after it; a line "close", "discard" or "throw" then does that.
+struct LineEcho : AsyncChat {
+    LineEcho(Socket s, ChannelMap& m) : AsyncChat(std::move(s), m) {
+        set_terminator("\n");
+        set_ignore_log_types({"warning", "error"});
+    }
+    std::vector<std::size_t> queued_after_push;
+    void found_record(std::string_view line) override {
+        push("echo: " + std::string(line) + "\n");
+        queued_after_push.push_back(output_queued());
+        if (line == "close") {
+            close();
+        } else if (line == "discard") {
+            discard_buffers();
+        } else if (line == "throw") {
+            throw std::runtime_error("a bad line");
+        }
+    }
+};
+
+// Writes `lines` in one write, lets `chat` read them in one read, and
+// returns what the peer then receives (to EOF if `to_eof`).
+std::string one_read_replies(ChannelMap& map, LineEcho& chat, Socket& peer,
+                             const std::string& lines, bool to_eof) {
+    test::write_all(peer.fd(), lines);
+    REQUIRE(test::wait_unread(chat.fileno(), lines.size()));
+    asyncore::read(chat);
+    std::string got;
+    bool open = true;
+    REQUIRE(test::run_until(map, [&] {
+        open = test::drain(peer.fd(), got);
+        return to_eof ? !open : got.size() >= lines.size();
+    }));
+    return got;
+}
 
 }  // namespace
 
@@ -306,6 +344,21 @@ TEST_SUITE("async_chat") {
         b = Socket();  // closed with unread data: a reset
         REQUIRE(test::run_until(map, [&] { return c.fileno() < 0; }));
         CHECK(c.errors.empty());
+    }
+
+    TEST_CASE("close_when_done: a channel whose peer was gone before it was made closes at EOF") {
+        ChannelMap map;
+        auto [a, b] = test::connected_pair(AF_INET);
+        linger reset{1, 0};
+        REQUIRE(::setsockopt(b.fd(), SOL_SOCKET, SO_LINGER, &reset, sizeof reset) == 0);
+        b = Socket();  // a reset before the channel exists
+        RecordingChat c(std::move(a), map);
+        // asyncore's rule: getpeername() fails, so the channel is not
+        // connected, and what it queues can never be written.
+        REQUIRE_FALSE(c.connected());
+        c.push("welcome\n");
+        c.close_when_done();
+        REQUIRE(test::run_until(map, [&] { return c.fileno() < 0; }));
     }
 
     TEST_CASE("push accepts strings, views, literals and byte spans, and nothing else") {
@@ -691,6 +744,61 @@ TEST_SUITE("async_chat") {
         CHECK_NOTHROW(p.chat.push(std::string(1 << 20, 'x')));
         REQUIRE(test::run_until(p.map, [&] { return p.chat.fileno() < 0; }));
         CHECK(p.chat.errors.empty());
+    }
+
+    // -- Replies to pipelined records ------------------------------------------------
+
+    TEST_CASE("the replies to the records of one read leave together, after the last record") {
+        ChannelMap map;
+        auto [a, b] = test::connected_pair(AF_UNIX);
+        LineEcho chat(std::move(a), map);
+        std::string lines, want;
+        for (int i = 0; i < 16; ++i) {
+            lines += "line " + std::to_string(i) + "\n";
+            want += "echo: line " + std::to_string(i) + "\n";
+        }
+        std::string got = one_read_replies(map, chat, b, lines, false);
+        CHECK(got == want);
+        // Queued while more records of the read followed; the last one's push
+        // sent them all (one writev), leaving nothing queued.
+        REQUIRE(chat.queued_after_push.size() == 16);
+        for (std::size_t i = 0; i + 1 < 16; ++i)
+            CHECK(chat.queued_after_push[i] > 0);
+        CHECK(chat.queued_after_push.back() == 0);
+        CHECK(chat.output_queued() == 0);
+        // A lone record is sent at once, as asynchat's push does.
+        got = one_read_replies(map, chat, b, "alone\n", false);
+        CHECK(got == "echo: alone\n");
+        CHECK(chat.queued_after_push.back() == 0);
+    }
+
+    TEST_CASE("a partial record after the last whole one still gets the replies sent") {
+        ChannelMap map;
+        auto [a, b] = test::connected_pair(AF_UNIX);
+        LineEcho chat(std::move(a), map);
+        std::string got = one_read_replies(map, chat, b, "one\ntwo\nthr", false);
+        CHECK(got.substr(0, 22) == "echo: one\necho: two\n");
+        CHECK(chat.output_queued() == 0);
+    }
+
+    TEST_CASE(
+        "close(), discard_buffers() or a throw in a later record still sends earlier replies") {
+        for (std::string last : {"close", "discard", "throw"}) {
+            CAPTURE(last);
+            ChannelMap map;
+            auto [a, b] = test::connected_pair(AF_UNIX);
+            LineEcho chat(std::move(a), map);
+            const std::string lines = "one\ntwo\n" + last + "\nafter\n";
+            test::write_all(b.fd(), lines);
+            REQUIRE(test::wait_unread(chat.fileno(), lines.size()));
+            asyncore::read(chat);  // a throw reaches handle_error(), which closes
+            if (last == "discard") chat.close();
+            std::string got;
+            REQUIRE(test::run_until(map, [&] { return !test::drain(b.fd(), got); }));
+            // What was pushed before the call went out, as immediate sends
+            // would have sent it; the record after it was never read.
+            CHECK(got == "echo: one\necho: two\necho: " + last + "\n");
+        }
     }
 
     // -- Property ------------------------------------------------------------------------

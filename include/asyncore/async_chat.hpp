@@ -210,6 +210,14 @@ class AsyncChat : public Dispatcher {
     /// once (unless the socket is known to be full). Nothing is lost: what
     /// the socket does not take stays queued. An rvalue string is queued
     /// without a copy; small pushes are coalesced into one buffer.
+    ///
+    /// One exception to "at once", for pipelined requests: a push from
+    /// found_terminator() while the same read still holds more records waits
+    /// for the last of them (or the end of that read's scan), so that the
+    /// replies to one read leave in one writev() instead of one send() each.
+    /// The bytes and their order are the same; a close(), discard_buffers()
+    /// or exception later in that scan first sends what was pushed before
+    /// it, as an immediate send would have.
     void push(std::string_view data);
     void push(const char* data) { push(std::string_view(data)); }
     void push(std::string&& data);
@@ -352,9 +360,15 @@ class AsyncChat : public Dispatcher {
     [[noreturn]] void reject_record();
 
     bool can_send_directly() const noexcept;
+    /// A push now would be followed by more records of the same read.
+    bool defer_send() const noexcept { return ending_record_ && scan_rest_ > 0; }
+    void write_deferred();
+    void flush_deferred();
+    void flush_deferred_quietly() noexcept;
     bool send_directly(std::string_view data, std::size_t& sent);
     void enqueue(std::string_view data);
     void after_enqueue(bool tried);
+    void defer_after_enqueue();
     /// A close_when_done() mark is in the output queue.
     bool close_queued() const noexcept;
     void pull_producers();
@@ -379,6 +393,7 @@ class AsyncChat : public Dispatcher {
     std::size_t match_gen_ = 0;            ///< ...and this terminator
     std::size_t scan_rest_ = 0;   ///< bytes of the current read after the record ending now
     bool ending_record_ = false;  ///< found_terminator() is running
+    bool send_deferred_ = false;  ///< pushes wait for the end of this read's records
     std::size_t ac_in_buffer_size_ = default_buffer_size;
     std::size_t max_input_buffer_ = default_max_input_buffer;
 
