@@ -48,6 +48,7 @@ class Session : public asyncore::AsyncChat {
     void found_record(std::string_view line) override;
     void handle_tls_established() override { enter(); }
     void handle_idle_timeout() override;
+    void handle_close() override;
     void close() override;
     // A client that does not read what others say is dropped, rather than
     // letting its queue grow without bound.
@@ -199,6 +200,21 @@ void Session::close() {
         server_.leave(*this);
     }
     AsyncChat::close();
+}
+
+// The client's EOF ends what it says, not what it is sent: a client that
+// half-closes still reads, so the lines queued for it go out first, then the
+// close (asynchat would drop them). A client that is gone fails the next
+// send, which comes back here with reading stopped, and closes at once; so
+// does one that was gone before it was accepted (not connected: asyncore's
+// getpeername() rule), whose queue can never be written.
+void Session::handle_close() {
+    if (fileno() >= 0 && connected() && !reading_stopped() && output_queued() > 0) {
+        stop_reading();
+        close_when_done();
+        return;
+    }
+    close();
 }
 
 void Session::on_output_high() {
