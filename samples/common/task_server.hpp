@@ -136,4 +136,26 @@ asyncore::Task<void> accept_loop(asyncore::AsyncSocket& listener, Server& server
     }
 }
 
+/// Ends a connection after a protocol error without losing what the peer
+/// was already sent. Closing a socket whose input is unread makes the kernel
+/// send a reset, and a reset makes the peer's kernel throw away the replies
+/// it has not read yet. So, as nginx's lingering close: end our side (a FIN
+/// behind the replies), then read and drop what the peer still sends, until
+/// its EOF or `linger` has passed; the caller then closes.
+inline asyncore::Task<void> lingering_close(
+    asyncore::AsyncSocket& conn, std::chrono::milliseconds linger = std::chrono::seconds(5)) {
+    try {
+        conn.shutdown(SHUT_WR);
+        conn.settimeout(std::chrono::duration_cast<asyncore::Duration>(linger));
+        const auto deadline = std::chrono::steady_clock::now() + linger;
+        while (std::chrono::steady_clock::now() < deadline) {
+            if ((co_await conn.recv(65536)).empty()) break;
+        }
+    } catch (const asyncore::Cancelled&) {
+        throw;
+    } catch (const std::exception&) {
+        // A timeout or a reset: the peer had its chance to read.
+    }
+}
+
 }  // namespace sample

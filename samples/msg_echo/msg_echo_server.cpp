@@ -18,6 +18,7 @@ namespace {
 
 Task<void> echo(AsyncSocket conn, std::size_t max_message) {
     conn.set_max_message_size(max_message);
+    bool failed = false;
     try {
         while (auto msg = co_await conn.recv_msg())
             co_await conn.send_msg(*msg);
@@ -25,7 +26,11 @@ Task<void> echo(AsyncSocket conn, std::size_t max_message) {
         throw;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "connection: %s\n", e.what());
+        failed = true;
     }
+    // A message over the limit: the echoes already sent must still reach the
+    // peer (a close with its input unread would reset them away).
+    if (failed) co_await sample::lingering_close(conn);
 }
 
 }  // namespace
