@@ -142,8 +142,12 @@ Session::Session(asyncore::Socket sock, ChatServer& server)
 // The welcome goes first: announcing the newcomer may make another client's
 // connection fail, and its "has left" line must not come before it.
 void Session::enter() {
-    joined_ = true;
     say("* welcome, you are " + name_ + " (/nick NAME to rename, /quit to leave)");
+    // A client gone already fails that send, and the session closes inside
+    // say(): it must not join (the server would keep a pointer to a session
+    // about to be destroyed), nor be announced.
+    if (fileno() < 0) return;
+    joined_ = true;
     server_.join(*this);
 }
 

@@ -87,10 +87,10 @@ finally:
     stop_server(proc)
 
 
-def closed_within(s, lo, hi, what):
+def closed_within(s, lo, hi, what, start=None):
     """Reads `s` until EOF; fails unless EOF comes between lo and hi seconds
-    after now. Returns what was read."""
-    start = time.monotonic()
+    after `start` (default: now). Returns what was read."""
+    start = time.monotonic() if start is None else start
     got = b""
     s.settimeout(hi)
     while True:
@@ -154,11 +154,16 @@ try:
     # timeout closes it; a request sent in time on a second connection is
     # answered, twice.
     with socket.create_connection((host, port), timeout=10) as s:
+        # The server's countdown starts once it has sent the answer, which
+        # is after this send and before this client has read it all: timed
+        # from here, the close can never look early.
+        sent_at = time.monotonic()
         s.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
         answer = b""
         while not answer.endswith(b"Hello, world!"):
             answer += s.recv(65536)
-        if closed_within(s, KEEPALIVE, KEEPALIVE + 5, "an idle keep-alive connection") != b"":
+        if closed_within(s, KEEPALIVE, KEEPALIVE + 5, "an idle keep-alive connection",
+                         start=sent_at) != b"":
             fail("an idle keep-alive connection got bytes it did not ask for")
     with socket.create_connection((host, port), timeout=10) as s:
         for _ in range(2):
