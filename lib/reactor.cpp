@@ -71,6 +71,11 @@ bool Watch::start() noexcept {
 }
 
 void Watch::start(std::chrono::microseconds delay) noexcept {
+    // libevent counts a relative timeout from its cached clock, which stands
+    // still from the backend's wake-up to the end of the pass's callbacks: a
+    // timer armed late in a busy pass would fire early by as much. Refreshed
+    // first (one vDSO clock read), the delay counts from now: never early.
+    event_base_update_cache_time(event_get_base(ev_));
     timeval tv = to_timeval(delay);
     event_add(ev_, &tv);
 }
