@@ -217,8 +217,13 @@ bool read_header(SocketOp& op, int fd) noexcept {
     std::size_t len = (std::size_t{op.header[0]} << 24) | (std::size_t{op.header[1]} << 16) |
                       (std::size_t{op.header[2]} << 8) | std::size_t{op.header[3]};
     if (len > s.max_message) {
+        // The socket stays open: closing it now, with the peer's input
+        // unread, would make the kernel reset the connection, and a reset
+        // throws away what the peer has not read yet of what we sent it.
+        // The caller closes (sample::lingering_close shows how to do it
+        // without losing those bytes).
         op.lib_error = errc::message_too_large;
-        s.close(&op);
+        s.framing_lost = true;
         return true;
     }
     op.n = len;
@@ -227,6 +232,10 @@ bool read_header(SocketOp& op, int fd) noexcept {
 }
 
 bool step_recv_msg(SocketOp& op, int fd) noexcept {
+    if (op.state->framing_lost) {
+        op.lib_error = errc::message_too_large;
+        return true;
+    }
     if (op.header_done < header_size) {
         if (!read_header(op, fd)) return false;
         if (op.eof || op.lib_error != errc{} || op.error != 0) return true;

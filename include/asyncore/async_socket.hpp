@@ -39,8 +39,13 @@
 // Framing (send_msg/recv_msg) is pycos' wire format exactly: a 4-byte
 // unsigned big-endian length, then the payload; a zero length is an empty
 // message. recv_msg refuses a length above max_message_size() (default
-// 64 MiB) with errc::message_too_large, without allocating it, and closes the
-// socket (the stream cannot be resynchronised).
+// 64 MiB) with errc::message_too_large, without allocating it; the stream
+// cannot be resynchronised, so every later recv_msg on the socket fails the
+// same way. The socket stays open for the caller to close: closing with the
+// peer's input unread makes the kernel reset the connection, which throws
+// away what the peer had not yet read of the replies sent before. To keep
+// those, shutdown(SHUT_WR), then recv() and drop until EOF or a time limit,
+// then close (samples/common/task_server.hpp: lingering_close).
 //
 // EOF: recv returns an empty string (as Python). recvall and recv_msg throw
 // TruncatedError, carrying the bytes that did arrive, when the peer closes in

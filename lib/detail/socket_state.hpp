@@ -75,7 +75,11 @@ struct SocketState {
     // is level-triggered, so data that did arrive meanwhile ends it at once.
     // Over TLS the kernel is not the only source: records OpenSSL already
     // holds are readable without any readiness, so they rule the wait out.
-    bool read_drained = false;
+    bool read_drained : 1 = false;
+    /// recv_msg met a length over max_message: the stream cannot be
+    /// resynchronised, so every later recv_msg fails the same way. (Both
+    /// are bit-fields: SocketState stays within 120 bytes.)
+    bool framing_lost : 1 = false;
     std::int8_t stream = -1;  ///< SOCK_STREAM? -1 until first needed
     IoWatch read_watch;
     IoWatch write_watch;
