@@ -79,62 +79,51 @@ void check_clean(const Ending& e) {
     CHECK(e.code == 0);
 }
 
-// A Dispatcher over `fd` that writes until the write fails or handle_close().
-struct Writer : asyncore::Dispatcher {
-    Writer(asyncore::Socket s, ChannelMap& m) : Dispatcher(std::move(s), m) {}
+// A writer that never reads and notes the handle_close() its failing write
+// must bring (each class below only says how it writes).
+template <class Base>
+struct ClosingWriter : Base {
+    using Base::Base;
     bool closed = false;
     bool readable() override { return false; }
-    void handle_write() override { send(std::string(65536, 'w')); }
     void handle_close() override {
         closed = true;
-        close();
+        this->close();
     }
+};
+
+// A Dispatcher over `fd` that writes until the write fails or handle_close().
+struct Writer : ClosingWriter<asyncore::Dispatcher> {
+    using ClosingWriter::ClosingWriter;
+    void handle_write() override { send(std::string(65536, 'w')); }
 };
 
 // A DispatcherWithSend that keeps queueing more than the socket takes.
-struct BufferedWriter : asyncore::DispatcherWithSend {
-    BufferedWriter(asyncore::Socket s, ChannelMap& m) : DispatcherWithSend(std::move(s), m) {}
-    bool closed = false;
-    bool readable() override { return false; }
+struct BufferedWriter : ClosingWriter<asyncore::DispatcherWithSend> {
+    using ClosingWriter::ClosingWriter;
     bool writable() override { return true; }
     void handle_write() override { send(std::string(65536, 'b')); }
-    void handle_close() override {
-        closed = true;
-        close();
-    }
 };
 
 // An AsyncChat (sendmsg, or writev for a pipe) that keeps pushing.
-struct ChatWriter : asyncore::AsyncChat {
-    ChatWriter(asyncore::Socket s, ChannelMap& m) : AsyncChat(std::move(s), m) {}
+struct ChatWriter : ClosingWriter<asyncore::AsyncChat> {
+    using ClosingWriter::ClosingWriter;
     /// Over a pipe's write end (writev, not sendmsg).
-    ChatWriter(ChannelMap& m, int pipe_fd) : AsyncChat(m) {
+    ChatWriter(ChannelMap& m, int pipe_fd) : ClosingWriter(m) {
         set_file(asyncore::Socket(pipe_fd));
         set_connected(true);
     }
-    bool closed = false;
-    bool readable() override { return false; }
     bool writable() override { return true; }
     void handle_write() override {
         push(std::string(65536, 'c'));
         push(std::string(100, 'd'));
         AsyncChat::handle_write();
     }
-    void handle_close() override {
-        closed = true;
-        close();
-    }
 };
 
-struct FileWriter : asyncore::FileDispatcher {
-    FileWriter(int fd, ChannelMap& m) : FileDispatcher(fd, m) {}
-    bool closed = false;
-    bool readable() override { return false; }
+struct FileWriter : ClosingWriter<asyncore::FileDispatcher> {
+    using ClosingWriter::ClosingWriter;
     void handle_write() override { send(std::string(65536, 'w')); }
-    void handle_close() override {
-        closed = true;
-        close();
-    }
 };
 
 }  // namespace
