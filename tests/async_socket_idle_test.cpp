@@ -89,7 +89,10 @@ TEST_SUITE("async_socket") {
         Clock::time_point last_sent{}, dropped{};
         int peer_fd = b.fd();
         int sent = 0;
+        test::GapMeter gaps;
         std::function<void()> send_one = [&] {
+            gaps.tick();
+            if (dropped != Clock::time_point{}) return;
             test::write_all(peer_fd, "x");
             last_sent = Clock::now();
             if (++sent < 8) map.call_later(40ms, send_one);
@@ -110,8 +113,11 @@ TEST_SUITE("async_socket") {
         };
         auto t = asyncore::spawn(body(), map);
         REQUIRE(run_task_until_done(map, t));
-        CHECK(got == std::string(8, 'x'));
+        CHECK(got == std::string(sent, 'x'));
         CHECK(seconds(dropped - last_sent) >= 0.12);
+        // Unless a stall of the whole process left a timeout between two
+        // bytes, the peer was kept for all eight.
+        if (gaps.longest() < 120ms) CHECK(sent == 8);
         CHECK(peer_closed(b.fd()));
     }
 
@@ -145,10 +151,13 @@ TEST_SUITE("async_socket") {
         int peer_fd = b.fd();
         // The reader takes 64 KiB every 20 ms: well under the idle timeout
         // between reads, far longer than it in all.
+        test::GapMeter gaps;
         std::function<void()> read_some = [&] {
+            gaps.tick();
             char buf[65536];
             ssize_t n = ::recv(peer_fd, buf, sizeof buf, MSG_DONTWAIT);
             if (n > 0) read_back += static_cast<std::size_t>(n);
+            if (n == 0) return;  // dropped after a stall (see below)
             if (read_back < big.size()) map.call_later(20ms, read_some);
         };
         map.call_later(20ms, read_some);
@@ -160,9 +169,13 @@ TEST_SUITE("async_socket") {
         };
         auto t = asyncore::spawn(body(), map);
         REQUIRE(test::run_until(
-            map, [&] { return t.done() && read_back == big.size(); }, 60s));
-        CHECK(sent);
-        CHECK(t.state()->error() == nullptr);
+            map, [&] { return t.done() && (read_back == big.size() || conn.fd() < 0); }, 60s));
+        // Unless a stall of the whole process left a timeout between two
+        // reads, the whole sendall went through.
+        if (gaps.longest() < 150ms) {
+            CHECK(sent);
+            CHECK(t.state()->error() == nullptr);
+        }
     }
 
     TEST_CASE("turning the idle timeout off, moving, closing or destroying the socket") {
@@ -218,7 +231,10 @@ TEST_SUITE("async_socket") {
         };
         auto t = asyncore::spawn(body(), map);
         std::vector<asyncore::Socket> clients;
+        test::GapMeter gaps;
         std::function<void()> connect_one = [&] {
+            gaps.tick();
+            if (timed_out) return;
             asyncore::Socket s = asyncore::Socket::create(AF_INET, SOCK_STREAM);
             ::connect(s.fd(), listener_sock.addr.native(), listener_sock.addr.native_size());
             clients.push_back(std::move(s));
@@ -226,7 +242,9 @@ TEST_SUITE("async_socket") {
         };
         map.call_later(60ms, connect_one);
         REQUIRE(run_task_until_done(map, t));
-        CHECK(accepted == 5);
         CHECK(timed_out);
+        // Unless a stall of the whole process left a timeout between two
+        // connects, the listener was kept for all five.
+        if (gaps.longest() < 150ms) CHECK(accepted == 5);
     }
 }

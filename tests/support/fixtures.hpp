@@ -27,6 +27,25 @@ bool run_until(asyncore::ChannelMap& map, const std::function<bool()>& done,
 /// Runs `passes` passes of `map` with a zero timeout (a poll each).
 void run_passes(asyncore::ChannelMap& map, int passes);
 
+/// The longest time between two tick()s (the first counts from
+/// construction). A timing test whose peer acts every N ms asserts "the
+/// timeout never fired while the peer was active" only while longest() stayed
+/// under the timeout: on a loaded machine the whole process can stall for
+/// longer, and then the library is right to fire.
+class GapMeter {
+  public:
+    void tick() {
+        auto now = std::chrono::steady_clock::now();
+        if (now - last_ > longest_) longest_ = now - last_;
+        last_ = now;
+    }
+    std::chrono::steady_clock::duration longest() const { return longest_; }
+
+  private:
+    std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
+    std::chrono::steady_clock::duration longest_{};
+};
+
 /// The loopback address of `family` (AF_INET -> 127.0.0.1, AF_INET6 -> ::1,
 /// AF_UNIX -> a fresh path in a private temporary directory) with port 0.
 asyncore::Address loopback(int family);
