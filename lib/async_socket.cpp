@@ -53,6 +53,32 @@ bool is_read(Code c) noexcept {
 
 constexpr std::size_t header_size = 4;
 
+// Fairness between tasks. An operation tries its system call before it waits,
+// so a task whose peer keeps its socket busy (a flood, a fast bulk sender)
+// would otherwise finish operation after operation without ever returning
+// to the loop, and every other connection would wait behind it. asyncore is
+// fair by construction (one handle_read() per channel per pass); here a
+// socket waits one pass, on its level-triggered readiness (so it waits
+// only while the loop serves the others), after fair_streak operations
+// that all finished at once, or fewer that moved fair_bytes between them,
+// and an operation that loops inside one step (recvall, recv_msg, sendall,
+// send_msg) after moving fair_bytes. libuv
+// reads at most 32 times per readiness event for the same reason.
+constexpr std::uint8_t fair_streak = 16;
+constexpr std::size_t fair_bytes = 256 * 1024;
+
+// Whether `op`, having moved `moved` bytes in this step with more to move,
+// should wait a pass for the others (and makes that wait the right one).
+bool yield_after(SocketOp& op, std::size_t moved) noexcept {
+    if (moved < fair_bytes || op.blocking) return false;
+    const bool writing = is_write(op.code);
+    if (writing ? !op.state->writes_wait_on_kernel() : !op.state->input_only_in_kernel()) {
+        return false;
+    }
+    op.wait_write = writing;
+    return true;
+}
+
 Io classify(ssize_t r, SocketOp& op) noexcept {
     if (r > 0) return Io::progress;
     if (r == 0) return Io::eof;
@@ -111,11 +137,14 @@ Io write_some(SocketOp& op, int fd, const char* buf, std::size_t len, std::size_
 // Returns true when the operation is over (full, EOF handled, error).
 bool read_exact(SocketOp& op, int fd) noexcept {
     op.done += op.state->take_ahead(op.in->data() + op.done, op.n - op.done);
+    std::size_t moved = 0;
     while (op.done < op.n) {
         std::size_t got = 0;
         switch (read_some(op, fd, op.in->data() + op.done, op.n - op.done, got)) {
             case Io::progress:
                 op.done += got;
+                moved += got;
+                if (op.done < op.n && yield_after(op, moved)) return false;
                 break;
             case Io::again:
                 return false;
@@ -297,13 +326,16 @@ bool step_accept(SocketOp& op, int fd) noexcept {
 }
 
 bool step_send(SocketOp& op, int fd, bool all) noexcept {
+    std::size_t moved = 0;
     while (op.done < op.out.size()) {
         std::size_t put = 0;
         Io io = write_some(op, fd, op.out.data() + op.done, op.out.size() - op.done, put);
         if (io == Io::again) return false;
         if (io != Io::progress) return true;
         op.done += put;
+        moved += put;
         if (!all) return true;
+        if (op.done < op.out.size() && yield_after(op, moved)) return false;
     }
     return true;
 }
@@ -313,6 +345,7 @@ bool step_send_msg(SocketOp& op, int fd) noexcept {
     if (TlsSession* tls = op.state->tls()) return step_send_msg_tls(op, *tls);
     if (op.state->tls_ctx() != nullptr) return not_connected(op) == Io::failed;
     std::size_t total = header_size + op.out.size();
+    std::size_t moved = 0;
     while (op.done < total) {
         iovec iov[2];
         int count = 0;
@@ -332,7 +365,9 @@ bool step_send_msg(SocketOp& op, int fd) noexcept {
             return true;
         }
         op.done += static_cast<std::size_t>(r);
+        moved += static_cast<std::size_t>(r);
         op.state->note_progress(op);
+        if (op.done < total && yield_after(op, moved)) return false;
     }
     return true;
 }
@@ -590,8 +625,44 @@ bool SocketOp::begin() noexcept {
     if (is_write(code)) state->writing = true;
     claimed = true;
     IoWaiter::step = step_waiter;
-    if (state->read_drained_now() && expects_stream_data()) return false;
-    return detail::step(*this);
+    if ((state->read_drained_now() && expects_stream_data()) || owes_a_pass()) {
+        state->streak = 0;
+        return false;
+    }
+    const bool finished = detail::step(*this);
+    if (!finished) {
+        state->streak = 0;  // it waits
+    } else {
+        // One per operation, and one per sixteenth of fair_bytes it moved.
+        std::size_t weight = 1 + done / (fair_bytes / fair_streak);
+        state->streak =
+            static_cast<std::uint8_t>(std::min<std::size_t>(fair_streak, state->streak + weight));
+    }
+    return finished;
+}
+
+// The socket's last fair_streak operations all finished without a wait (see
+// fair_streak): this one waits a pass first, if a wait on readiness is how
+// it goes on (not for a TLS handshake, a connect or a TLS read served from
+// what OpenSSL holds).
+bool SocketOp::owes_a_pass() const noexcept {
+    if (state->streak < fair_streak || blocking) return false;
+    switch (code) {
+        case Code::recv:
+        case Code::recv_into:
+        case Code::recv_all:
+        case Code::recv_msg:
+        case Code::recvfrom:
+        case Code::accept:
+            return state->input_only_in_kernel();
+        case Code::send:
+        case Code::send_all:
+        case Code::send_msg:
+        case Code::sendto:
+            return state->writes_wait_on_kernel();
+        default:
+            return false;
+    }
 }
 
 bool SocketOp::expects_stream_data() const noexcept {

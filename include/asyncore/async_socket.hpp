@@ -20,6 +20,15 @@
 // in a task, or call `.wait()` on them from a plain thread (pycos'
 // blocking=True mode: same methods, same framing, blocking with poll()).
 //
+// Fairness: a task whose peer keeps its socket busy (a flood, a bulk
+// transfer) never holds the loop. After 16 operations on a socket that all
+// finished without waiting (or fewer that moved 256 KiB between them), the
+// next one waits one pass first; a recvall,
+// recv_msg, sendall or send_msg waits a pass after each 256 KiB it moves
+// (waits for readiness that is already there: they cost a pass, not a
+// timeout). Every other connection is served in between, as asyncore's one
+// handle_read() per channel per pass.
+//
 // Hot loops: recv() returns a new string per call; recv_into(buf, n) reuses
 // the caller's string, so that a connection echoing messages allocates
 // nothing per message once `buf` has grown to the message size.
@@ -203,6 +212,9 @@ struct SocketOp : IoWaiter {
     /// A read of stream data (which may wait without trying first when the
     /// last read drained the socket).
     bool expects_stream_data() const noexcept;
+    /// Waits a pass before trying: the socket's operations have all
+    /// finished at once for a while, and the loop's other tasks get a turn.
+    bool owes_a_pass() const noexcept;
     /// Releases the directions this operation claimed.
     void release() noexcept;
     void fail();

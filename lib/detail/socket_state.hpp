@@ -67,8 +67,8 @@ inline void orphan(SocketOp& op) noexcept {
 
 struct SocketState {
     Socket sock;  // first: destroyed last, after everything using the descriptor
-    bool reading = false;
-    bool writing = false;
+    bool reading : 1 = false;
+    bool writing : 1 = false;
     // A stream socket whose last read came back short had nothing more to
     // read then: the next read waits for readiness before trying recv(),
     // instead of a recv() that fails with EAGAIN on every message. The wait
@@ -81,6 +81,10 @@ struct SocketState {
     /// are bit-fields: SocketState stays within 120 bytes.)
     bool framing_lost : 1 = false;
     std::int8_t stream = -1;  ///< SOCK_STREAM? -1 until first needed
+    /// Operations finished at once, without a wait, since the socket last
+    /// waited (see SocketOp::begin: a task whose peer keeps it busy yields
+    /// to the others every fair_streak operations).
+    std::uint8_t streak = 0;
     IoWatch read_watch;
     IoWatch write_watch;
     /// settimeout() in seconds, negative for none (a double, not a Timeout:
@@ -148,11 +152,18 @@ struct SocketState {
     /// the last read drained the socket and nothing is buffered here or,
     /// over TLS, inside OpenSSL. A socket given a context but not through
     /// its handshake never waits: its reads fail at once (ENOTCONN).
-    bool read_drained_now() const noexcept {
+    bool read_drained_now() const noexcept { return read_drained && input_only_in_kernel(); }
+    /// Whether a wait for read readiness cannot miss input: nothing is in
+    /// the read-ahead buffer or inside OpenSSL, and a TLS socket is through
+    /// its handshake (before it, reads fail at once).
+    bool input_only_in_kernel() const noexcept {
         const TlsSession* session = tls();
-        return read_drained && ahead_len() == 0 &&
+        return ahead_len() == 0 &&
                (tls_ctx() == nullptr || (session != nullptr && !session->has_buffered_input()));
     }
+    /// Whether a wait for write readiness is how a write goes on (not so
+    /// for a TLS socket before its handshake: its writes fail at once).
+    bool writes_wait_on_kernel() const noexcept { return tls_ctx() == nullptr || tls() != nullptr; }
 
     void bind_watches() noexcept {
         read_watch.bind(sock.fd(), watch_read);
