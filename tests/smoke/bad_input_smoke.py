@@ -856,10 +856,12 @@ def main():
         shm = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
         mbox_dir = tempfile.TemporaryDirectory(prefix="bad-input-", dir=shm)
         SMTP_MBOX = os.path.join(mbox_dir.name, "bad.mbox")
-        badinput.main("smtp_server",
-                      lambda exe, extra: [exe, "--mbox", SMTP_MBOX, "--data-size-limit",
-                                          str(SMTP_LIMIT), *extra],
-                      SmtpGood, smtp_cases(), server_check=smtp_check)
+        def smtp_argv(mbox):
+            return lambda exe, extra: [exe, "--mbox", mbox, "--data-size-limit",
+                                       str(SMTP_LIMIT), *extra]
+        badinput.main("smtp_server", smtp_argv(SMTP_MBOX), SmtpGood, smtp_cases(),
+                      server_check=smtp_check,
+                      decoy_argv_of=smtp_argv(os.path.join(mbox_dir.name, "decoy.mbox")))
     elif kind == "resp":
         badinput.main("resp_server", lambda exe, extra: [exe, *extra], RespGood, resp_cases())
     elif kind == "http":
