@@ -25,8 +25,11 @@ LOCK_PATH = os.path.join(tempfile.gettempdir(), "asyncore-cpp-consumer-port-8080
 LOCK_WAIT = 120  # seconds; each holder keeps the port for about a second
 START_WAIT = 10  # seconds for the program to listen
 ECHO_WAIT = 10  # seconds for each client's echo
-# More than the example reads at once (8 KiB), less than loopback buffers hold.
-MESSAGE = b"hello from a consumer\n" + bytes(range(256)) * 256
+# More than the example reads at once (8 KiB), less than loopback buffers
+# hold; lines ending in CRLF, every other byte value in them, so that the
+# README's line echo (AsyncChat) echoes it whole too.
+_LINE = bytes(b for b in range(256) if b not in b"\r\n") + b"\r\n"
+MESSAGE = b"hello from a consumer\r\n" + _LINE * 256
 
 
 class Skip(Exception):
