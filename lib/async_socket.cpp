@@ -67,15 +67,36 @@ constexpr std::size_t header_size = 4;
 constexpr std::uint8_t fair_streak = 16;
 constexpr std::size_t fair_bytes = 256 * 1024;
 
+// Whether `op` may wait a pass for the others: run by the loop, and an
+// operation whose wait for its readiness cannot miss anything (not a TLS
+// handshake, a connect or a close_notify; not a TLS read served from what
+// OpenSSL holds; not a TLS socket before its handshake, whose operations
+// fail at once).
+bool may_yield(const SocketOp& op) noexcept {
+    if (op.blocking) return false;
+    switch (op.code) {
+        case Code::recv:
+        case Code::recv_into:
+        case Code::recv_all:
+        case Code::recv_msg:
+        case Code::recvfrom:
+        case Code::accept:
+            return op.state->input_only_in_kernel();
+        case Code::send:
+        case Code::send_all:
+        case Code::send_msg:
+        case Code::sendto:
+            return op.state->writes_wait_on_kernel();
+        default:
+            return false;
+    }
+}
+
 // Whether `op`, having moved `moved` bytes in this step with more to move,
 // should wait a pass for the others (and makes that wait the right one).
 bool yield_after(SocketOp& op, std::size_t moved) noexcept {
-    if (moved < fair_bytes || op.blocking) return false;
-    const bool writing = is_write(op.code);
-    if (writing ? !op.state->writes_wait_on_kernel() : !op.state->input_only_in_kernel()) {
-        return false;
-    }
-    op.wait_write = writing;
+    if (moved < fair_bytes || !may_yield(op)) return false;
+    op.wait_write = is_write(op.code);
     return true;
 }
 
@@ -642,27 +663,9 @@ bool SocketOp::begin() noexcept {
 }
 
 // The socket's last fair_streak operations all finished without a wait (see
-// fair_streak): this one waits a pass first, if a wait on readiness is how
-// it goes on (not for a TLS handshake, a connect or a TLS read served from
-// what OpenSSL holds).
+// fair_streak): this one waits a pass first, where it may (may_yield).
 bool SocketOp::owes_a_pass() const noexcept {
-    if (state->streak < fair_streak || blocking) return false;
-    switch (code) {
-        case Code::recv:
-        case Code::recv_into:
-        case Code::recv_all:
-        case Code::recv_msg:
-        case Code::recvfrom:
-        case Code::accept:
-            return state->input_only_in_kernel();
-        case Code::send:
-        case Code::send_all:
-        case Code::send_msg:
-        case Code::sendto:
-            return state->writes_wait_on_kernel();
-        default:
-            return false;
-    }
+    return state->streak >= fair_streak && may_yield(*this);
 }
 
 bool SocketOp::expects_stream_data() const noexcept {

@@ -20,7 +20,7 @@ import sys
 import tempfile
 
 import echo_check
-from staging import stage_install
+from staging import pkg_config_env, stage_install
 
 SKIPPED = 77
 BUILD_TIMEOUT = 480  # seconds for one compile
@@ -58,13 +58,7 @@ def main():
     with tempfile.TemporaryDirectory(prefix="readme-blocks-") as work:
         stage = stage_install(args.build_root, os.path.join(work, "stage"), args.prefix,
                               args.libdir)
-        env = dict(os.environ, PKG_CONFIG_PATH=stage.pkgconfig_dir)
-        prefix = subprocess.run(["pkg-config", "--variable=prefix", "asyncore"], env=env,
-                                text=True, stdout=subprocess.PIPE).stdout.strip()
-        if not stage.holds(prefix):
-            # As in run_consumer.py: a build directory set up before
-            # pkgconfig.relocatable keeps absolute paths in asyncore.pc.
-            env["PKG_CONFIG_SYSROOT_DIR"] = os.path.join(work, "stage")
+        env = pkg_config_env(stage, os.path.join(work, "stage"))
         run_env = dict(env, LD_LIBRARY_PATH=stage.libdir)
         failures = 0
         for i, (heading, line, text) in enumerate(blocks, 1):

@@ -30,7 +30,7 @@ import sys
 import tempfile
 
 import echo_check
-from staging import stage_install
+from staging import pkg_config_env, stage_install
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SKIPPED = 77
@@ -117,13 +117,7 @@ def check_echo(binary, env):
 def consume_with_pkg_config(args, work):
     stage = stage_install(args.build_root, os.path.join(work, "stage"), args.prefix, args.libdir)
     project = new_project(work, "pkg-config")
-    env = dict(os.environ, PKG_CONFIG_PATH=stage.pkgconfig_dir)
-    if not stage.holds(run(["pkg-config", "--variable=prefix", "asyncore"], project, env).strip()):
-        # A build directory set up before meson.build asked for
-        # pkgconfig.relocatable keeps absolute paths in asyncore.pc; pkg-config
-        # then needs the staging directory as its sysroot.
-        print("asyncore.pc is not relocatable (build directory predates the option)")
-        env["PKG_CONFIG_SYSROOT_DIR"] = os.path.join(work, "stage")
+    env = pkg_config_env(stage, os.path.join(work, "stage"))
     flags = run(["pkg-config", "--static", "--cflags", "--libs", "asyncore"], project, env)
     paths = re.findall(r"-([IL])(\S+)", flags)
     staged = {flag for flag, path in paths if stage.holds(path)}

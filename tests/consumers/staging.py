@@ -38,3 +38,17 @@ def stage_install(build_root, destdir, prefix, libdir):
             check=True, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120,
         )
     return Stage(destdir, prefix, libdir)
+
+
+def pkg_config_env(stage, sysroot):
+    """The environment in which pkg-config finds the staged asyncore.pc.
+    A build directory set up before meson.build asked for
+    pkgconfig.relocatable keeps absolute paths in asyncore.pc; pkg-config
+    then needs the staging directory (`sysroot`) as its sysroot."""
+    env = dict(os.environ, PKG_CONFIG_PATH=stage.pkgconfig_dir)
+    prefix = subprocess.run(["pkg-config", "--variable=prefix", "asyncore"], env=env, text=True,
+                            stdout=subprocess.PIPE, check=True).stdout.strip()
+    if not stage.holds(prefix):
+        print("asyncore.pc is not relocatable (build directory predates the option)")
+        env["PKG_CONFIG_SYSROOT_DIR"] = sysroot
+    return env

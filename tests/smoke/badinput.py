@@ -292,7 +292,6 @@ def _bad_worker(cases, targets, target, seed, worker, active, idle, stop, result
 # -- The good clients' processes -----------------------------------------------
 
 QUIET, DECOY, BAD, SETTLING, DONE = 0, 1, 2, 3, 4
-PHASES = {QUIET: "quiet", DECOY: "bad clients at a decoy", BAD: "bad"}
 DECOY_TARGET, SERVER_TARGET = 0, 1
 
 
